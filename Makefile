@@ -1,0 +1,60 @@
+# The two commands of the README:
+#   make book   prepare the offline data, run every chapter under the `cpu` profile,
+#               render the book to _build/html/index.html
+#   make test   the whole test suite, exactly as CI runs it (.ci/run calls this)
+# Both create (or reuse) the virtual environment .venv inside the checkout.
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= cpu
+DEVICE ?= cpu
+DATA   ?= data
+# Quiet pip, minus this machine's harmless "Location ... is ignored" notes about local indexes.
+PIP_FILTER := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+
+.PHONY: help setup book data chapters html test lint reproduce clean
+
+help:
+	@echo "make book       data + chapters (PROFILE=$(PROFILE)) + HTML book in _build/html"
+	@echo "make test       the full test suite, as CI runs it"
+	@echo "make reproduce  PROFILE=paper DEVICE=cuda DATA=/path: all training chapters with papermill"
+	@echo "make lint       ruff check + format check"
+	@echo "make clean      remove the built book and the jupyter cache"
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@echo "[setup] installing the project into $(VENV) (first time: several minutes)"
+	@set -o pipefail; $(VPY) -m pip install -q --upgrade pip $(PIP_FILTER)
+	@set -o pipefail; $(VPY) -m pip install -q -e ".[book,test]" $(PIP_FILTER)
+	$(VPY) -c "import torch, torchvision, mopoe_lib; print('[setup] torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+data: $(STAMP)
+	$(VPY) -m data_prep all --root $(DATA)
+
+chapters: $(STAMP)
+	$(VPY) -m mopoe_lib.chapters --profile $(PROFILE) --device $(DEVICE) --data-root $(abspath $(DATA))
+
+html: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --path-output . -n --keep-going
+	@echo "[book] open _build/html/index.html"
+
+book: data chapters html
+
+reproduce: $(STAMP)
+	$(VPY) -m mopoe_lib.chapters --profile $(PROFILE) --device $(DEVICE) --data-root $(abspath $(DATA)) --force
+
+test: $(STAMP)
+	$(VPY) -m pytest --nbval -ra
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf _build .jupyter_cache
