@@ -1,0 +1,102 @@
+"""Diagonal Gaussian experts: densities, products, mixtures, KL to the prior.
+
+Every unimodal posterior q(z | x_m) is N(mu_m, diag(exp(logvar_m))), the choice of
+the paper (Appendix B). Tensors hold the latent dimension last. Log-variances are
+the parameterization throughout because the product of experts is a sum of
+precisions exp(-logvar).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last (latent) dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def log_std_normal(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I), summed over the last dimension: the prior p(z)."""
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+def kl_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) in closed form, summed over the last dim.
+
+    KL = 1/2 * sum_d (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2).
+    ``expm1`` keeps sigma^2 - 1 - log sigma^2 accurate when sigma^2 is near 1.
+    """
+    return 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar).sum(-1)
+
+
+def kl_normal(
+    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) for diagonal Gaussians, summed over the last dim."""
+    return 0.5 * (
+        logvar_p
+        - logvar_q
+        + (torch.exp(logvar_q) + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p)
+        - 1.0
+    ).sum(-1)
+
+
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """z = mu + sigma * eps with eps ~ N(0, I) (drawn when not given)."""
+    if eps is None:
+        eps = torch.randn_like(mu)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def product_of_experts(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    *,
+    prior_expert: bool = False,
+    dim: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form product of Gaussian experts stacked along ``dim``.
+
+    The normalized product of N(mu_m, sigma_m^2) is Gaussian with precision
+    Lambda = sum_m sigma_m^-2 and mean Lambda^-1 sum_m mu_m sigma_m^-2. With
+    ``prior_expert`` the prior N(0, I) joins as one more expert (precision 1, mean 0),
+    as in the MVAE. The computation is shifted by the largest precision so that
+    log-variances far outside [-30, 30] neither overflow nor produce NaN.
+    """
+    neg = -logvar
+    if prior_expert:
+        zeros = torch.zeros_like(neg.select(dim, 0)).unsqueeze(dim)
+        neg = torch.cat([neg, zeros], dim=dim)
+        mu = torch.cat([mu, zeros], dim=dim)
+    shift = neg.amax(dim=dim, keepdim=True).detach()
+    w = torch.exp(neg - shift)  # precisions / exp(shift), in (0, 1]
+    w_sum = w.sum(dim=dim)
+    mu_out = (mu * w).sum(dim=dim) / w_sum
+    logvar_out = -(shift.squeeze(dim) + torch.log(w_sum))
+    return mu_out, logvar_out
+
+
+def mixture_log_prob(
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    log_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log of a mixture of diagonal Gaussians at z.
+
+    ``mu`` and ``logvar`` are (K, ..., D) for K components; ``z`` is (..., D) and is
+    evaluated under every component. ``log_weights`` (K, ...) default to uniform
+    log(1/K). Returns (...).
+    """
+    k = mu.shape[0]
+    comp = log_normal(z.unsqueeze(0), mu, logvar)  # (K, ...)
+    if log_weights is None:
+        return torch.logsumexp(comp, dim=0) - math.log(k)
+    return torch.logsumexp(comp + log_weights, dim=0)

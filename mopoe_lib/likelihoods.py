@@ -1,0 +1,134 @@
+"""Decoder likelihoods p(x_m | z) and per-modality reconstruction weights.
+
+Each ``log_prob`` returns the log-likelihood of one sample summed over all of its
+data dimensions, so an input of shape (..., *data_shape) gives (...). A likelihood
+object also knows the mean of the distribution, which is what generation shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _sum_data_dims(t: torch.Tensor, ndim_data: int) -> torch.Tensor:
+    return t.sum(dim=tuple(range(t.dim() - ndim_data, t.dim()))) if ndim_data else t
+
+
+class Likelihood(nn.Module):
+    """Base class; ``ndim_data`` is the number of trailing data dimensions of x."""
+
+    def __init__(self, ndim_data: int):
+        super().__init__()
+        self.ndim_data = ndim_data
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Laplace(Likelihood):
+    """Laplace(loc, scale); the decoder output is the location.
+
+    The official MoPoE code fixes ``scale = 0.75``; ``learn_scale=True`` learns one
+    log-scale per modality instead.
+    """
+
+    def __init__(self, ndim_data: int, scale: float = 0.75, learn_scale: bool = False):
+        super().__init__(ndim_data)
+        if scale <= 0:
+            raise ValueError(f"Laplace scale must be positive, got {scale}")
+        log_scale = torch.tensor(math.log(scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def log_prob(self, x, params):
+        log_b = self.log_scale.to(params.dtype)
+        lp = -math.log(2.0) - log_b - (x - params).abs() * torch.exp(-log_b)
+        return _sum_data_dims(lp, self.ndim_data)
+
+    def mean(self, params):
+        return params
+
+
+class Gaussian(Likelihood):
+    """N(mean, sigma^2) with a fixed or learned scalar sigma; the decoder output is the mean."""
+
+    def __init__(self, ndim_data: int, scale: float = 1.0, learn_scale: bool = False):
+        super().__init__(ndim_data)
+        log_scale = torch.tensor(math.log(scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def log_prob(self, x, params):
+        log_s = self.log_scale.to(params.dtype)
+        lp = (
+            -0.5 * math.log(2 * math.pi) - log_s - 0.5 * (x - params).pow(2) * torch.exp(-2 * log_s)
+        )
+        return _sum_data_dims(lp, self.ndim_data)
+
+    def mean(self, params):
+        return params
+
+
+class Bernoulli(Likelihood):
+    """Bernoulli with logits; x in [0, 1] (binary or, as a common relaxation, grey levels)."""
+
+    def log_prob(self, x, params):
+        return _sum_data_dims(
+            -F.binary_cross_entropy_with_logits(params, x, reduction="none"), self.ndim_data
+        )
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+
+class Categorical(Likelihood):
+    """One categorical per position over the last axis, with logits.
+
+    x is one-hot of shape (..., L, C); the decoder output holds logits of the same
+    shape. ``ndim_data`` counts both axes (2 for text). The official code instead
+    passes log-probabilities as ``probs`` (see :func:`official_text_log_prob`).
+    """
+
+    def log_prob(self, x, params):
+        lp = (x * F.log_softmax(params, dim=-1)).sum(-1)
+        return _sum_data_dims(lp, self.ndim_data - 1)
+
+    def mean(self, params):
+        return F.one_hot(params.argmax(-1), params.shape[-1]).to(params.dtype)
+
+
+def official_text_log_prob(x: torch.Tensor, log_softmax_out: torch.Tensor) -> torch.Tensor:
+    """The official code's text likelihood, kept to show how it differs.
+
+    ``OneHotCategorical(log_softmax(h))`` takes its argument as ``probs``; torch then
+    normalizes the negative numbers, so the probability of class c is
+    (-log softmax_c) / sum_c' (-log softmax_c'), not softmax_c.
+    """
+    probs = log_softmax_out / log_softmax_out.sum(-1, keepdim=True)
+    return (x * torch.log(probs)).sum(dim=(-2, -1))
+
+
+def rec_weights_by_size(sizes: Mapping[str, int] | Sequence[int]) -> torch.Tensor:
+    """Reconstruction weights lambda_m = max_m' size_m' / size_m (Appendix B).
+
+    The largest modality gets 1.0 and the others are scaled up by the ratio of data
+    dimensions: MNIST-SVHN-Text gives SVHN 1.0, MNIST 3072/784 = 3.92, and text
+    3072/8 = 384 when its size is counted as 8 characters, as the official code does.
+    """
+    values = list(sizes.values()) if isinstance(sizes, Mapping) else list(sizes)
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"sizes must be positive numbers of data dimensions, got {values}")
+    top = max(values)
+    return torch.tensor([top / v for v in values], dtype=torch.float32)

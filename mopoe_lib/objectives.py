@@ -1,0 +1,496 @@
+"""The multimodal objectives: MoPoE, its special cases MVAE and MMVAE, and Eq. (5).
+
+Every objective is a function of the unimodal encoder outputs ``mu, logvar`` of
+shape (M, B, D) and of a decoder callback
+
+    decode_loglik(z, need) -> (M, T, B)
+
+that takes latent codes ``z`` of shape (T, B, D) (T groups of B codes) and returns,
+for every modality m, log p(x_m | z) of the batch's own x_m (summed over the data
+dimensions, not yet weighted). ``need`` is None (all modalities) or a boolean
+(T, M) telling which decoders a group needs; entries not needed may hold anything.
+The callback is where the networks live; the objectives only hold the math.
+
+Each returns an :class:`Objective` with per-sample terms; ``loss()`` is what to
+minimize. Notation: lambda_m are reconstruction weights, beta weights the KL term,
+and all KL terms are to the prior p(z) = N(0, I).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from . import subsets as S
+from .experts import kl_std_normal, log_normal, log_std_normal, reparameterize
+from .fusion import PriorExpert, check_experts, subset_posteriors, subset_validity
+
+DecodeLogLik = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+Sampling = Literal["stochastic", "batch_split", "stratified"]
+KLMode = Literal["mixture", "subset_average"]
+
+
+@dataclass
+class Objective:
+    """Per-sample terms of a bound; larger ``value`` is better.
+
+    value: (B,) the objective for each sample, e.g. rec - beta * kl.
+    rec: (M, B) weighted expected log-likelihood of each modality.
+    kl: (B,) the divergence term (before beta).
+    surrogate: (B,) what to differentiate when it differs from ``value`` (DReG).
+    """
+
+    value: torch.Tensor
+    rec: torch.Tensor
+    kl: torch.Tensor
+    surrogate: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    def loss(self) -> torch.Tensor:
+        target = self.value if self.surrogate is None else self.surrogate
+        return -target.mean()
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def _weights(rec_weights, num_mod: int, like: torch.Tensor) -> torch.Tensor:
+    if rec_weights is None:
+        return torch.ones(num_mod, dtype=like.dtype, device=like.device)
+    w = torch.as_tensor(rec_weights, dtype=like.dtype, device=like.device)
+    if w.shape != (num_mod,):
+        raise ValueError(
+            f"rec_weights must have one entry per modality ({num_mod}), got {tuple(w.shape)}"
+        )
+    return w
+
+
+def _check_loglik(ll: torch.Tensor, num_mod: int, groups: int, batch: int) -> torch.Tensor:
+    if ll.shape != (num_mod, groups, batch):
+        raise ValueError(
+            f"decode_loglik must return shape (M, T, B) = ({num_mod}, {groups}, {batch}), "
+            f"got {tuple(ll.shape)}"
+        )
+    return ll
+
+
+def _weighted_rec(
+    ll: torch.Tensor, lam: torch.Tensor, present: torch.Tensor | None
+) -> torch.Tensor:
+    """lambda_m * log p(x_m | z), zero for missing modalities; ll is (M, ..., B)."""
+    shape = (-1,) + (1,) * (ll.dim() - 1)
+    rec = ll * lam.view(shape)
+    if present is not None:  # (B, M) -> (M, 1.., B)
+        pres = present.t().reshape(
+            (present.shape[1],) + (1,) * (ll.dim() - 2) + (present.shape[0],)
+        )
+        rec = torch.where(pres, rec, torch.zeros_like(rec))
+    return rec
+
+
+def batch_split_components(batch: int, num_subsets: int, device=None) -> torch.Tensor:
+    """The official code's mixture 'sampling': contiguous blocks of rows per subset.
+
+    Each subset gets floor(B / K) consecutive rows and the last subset (the full set)
+    takes the remainder; with B < K every row goes to the last subset.
+    """
+    per = batch // num_subsets
+    comp = torch.full((batch,), num_subsets - 1, dtype=torch.long, device=device)
+    if per:
+        comp[: per * num_subsets] = torch.arange(num_subsets, device=device).repeat_interleave(per)
+        comp[per * num_subsets :] = num_subsets - 1
+    return comp
+
+
+def sample_components(
+    valid: torch.Tensor, batch: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw one mixture component per sample, uniformly among its valid subsets.
+
+    ``valid`` is (K, B) or (K, 1); returns (B,) long indices.
+    """
+    k = valid.shape[0]
+    if valid.shape[1] == 1:
+        return torch.randint(k, (batch,), device=valid.device, generator=generator)
+    return torch.multinomial(valid.t().float(), 1, generator=generator).squeeze(1)
+
+
+def _mixture_log_q(z, mu_k, lv_k, valid):
+    """log of the uniform mixture over the valid components, at z of shape (..., B, D).
+
+    mu_k, lv_k: (K, B, D); valid: (K, B) or (K, 1). Returns (..., B).
+    """
+    extra = z.dim() - 2
+    view = (mu_k.shape[0],) + (1,) * extra + mu_k.shape[1:]
+    comp = log_normal(z.unsqueeze(0), mu_k.view(view), lv_k.view(view))  # (K, ..., B)
+    vshape = (valid.shape[0],) + (1,) * extra + (valid.shape[1],)
+    v = valid.view(vshape)
+    comp = torch.where(v, comp, torch.full_like(comp, -torch.inf))
+    n_valid = valid.sum(0).to(z.dtype)  # (B,) or (1,)
+    return torch.logsumexp(comp, dim=0) - torch.log(n_valid)
+
+
+# ---------------------------------------------------------------------------
+# MoPoE (Definition 1, Eq. (6)) and the average of subset ELBOs (Eq. (5), (21))
+
+
+def _mopoe_terms(
+    mu,
+    logvar,
+    decode_loglik,
+    *,
+    subsets,
+    prior_expert,
+    rec_weights,
+    sampling,
+    kl,
+    mask,
+    eps,
+    components,
+    generator,
+):
+    num_mod, batch, _ = mu.shape
+    subsets = S.powerset(num_mod) if subsets is None else S.check_subsets(subsets, num_mod)
+    if sampling not in ("stochastic", "batch_split", "stratified"):
+        raise ValueError(
+            f"sampling must be 'stochastic', 'batch_split' or 'stratified', got {sampling!r}"
+        )
+    if kl not in ("mixture", "subset_average"):
+        raise ValueError(f"kl must be 'mixture' or 'subset_average', got {kl!r}")
+    mu_k, lv_k = subset_posteriors(mu, logvar, subsets, prior_expert, mask)  # (K, B, D)
+    valid = subset_validity(subsets.to(mu.device), mask, prior_expert)  # (K, B|1)
+    lam = _weights(rec_weights, num_mod, mu)
+    n_sub = subsets.shape[0]
+
+    if sampling == "stratified":
+        # One code from every component for every sample: E_mix = (1/K) sum_k E_{q_k}.
+        z = reparameterize(mu_k, lv_k, eps)  # (K, B, D)
+        ll = _check_loglik(decode_loglik(z, None), num_mod, n_sub, batch)
+        rec_mk = _weighted_rec(ll, lam, mask)  # (M, K, B)
+        if kl == "mixture":
+            kl_k = _mixture_log_q(z, mu_k, lv_k, valid) - log_std_normal(z)
+        else:
+            kl_k = kl_std_normal(mu_k, lv_k)  # (K, B)
+        share = valid.to(mu.dtype) / valid.sum(0, keepdim=True).to(mu.dtype)  # (K, B|1)
+        rec = (rec_mk * share.unsqueeze(0)).sum(1)  # (M, B)
+        kl_val = (torch.where(valid, kl_k, torch.zeros_like(kl_k)) * share).sum(0)
+        return rec, kl_val, {"z": z}
+
+    if components is None:
+        if sampling == "batch_split":
+            if mask is not None:
+                raise ValueError(
+                    "sampling='batch_split' assumes complete tuples; with a mask use "
+                    "sampling='stochastic', which draws among each sample's valid subsets"
+                )
+            components = batch_split_components(batch, n_sub, mu.device)
+        else:
+            components = sample_components(valid, batch, generator)
+    rows = torch.arange(batch, device=mu.device)
+    mu_s, lv_s = mu_k[components, rows], lv_k[components, rows]  # (B, D)
+    z = reparameterize(mu_s, lv_s, eps)
+    ll = _check_loglik(decode_loglik(z.unsqueeze(0), None), num_mod, 1, batch)[:, 0]
+    rec = _weighted_rec(ll, lam, mask)  # (M, B)
+    if kl == "mixture":
+        kl_val = _mixture_log_q(z, mu_k, lv_k, valid) - log_std_normal(z)
+    else:
+        kl_k = kl_std_normal(mu_k, lv_k)
+        vf = valid.to(mu.dtype)
+        kl_val = (kl_k * vf).sum(0) / vf.sum(0)
+    return rec, kl_val, {"z": z, "components": components}
+
+
+def mopoe(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    decode_loglik: DecodeLogLik,
+    *,
+    subsets: torch.Tensor | None = None,
+    prior_expert: PriorExpert = "none",
+    beta: float = 1.0,
+    rec_weights=None,
+    sampling: Sampling = "stochastic",
+    kl: KLMode = "mixture",
+    mask: torch.Tensor | None = None,
+    eps: torch.Tensor | None = None,
+    components: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Objective:
+    """L_MoPoE of Eq. (6): E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - beta KL(q(z|X) || p(z)).
+
+    q(z|X) is the uniform mixture over ``subsets`` (default: all 2^M - 1 non-empty
+    ones) of the subset products of experts.
+
+    sampling:
+        ``"stochastic"``: one component per sample, uniformly (the paper's mixture);
+        ``"batch_split"``: the official code's contiguous blocks of rows per subset;
+        ``"stratified"``: a code from every component for every sample (K decodes).
+    kl:
+        ``"mixture"``: the Monte Carlo estimate log q(z|X) - log p(z) at the sampled
+        z, so the objective is an unbiased estimate of Eq. (6), as in the paper;
+        ``"subset_average"``: the average of the closed-form subset KLs, as in the
+        official code. Since KL(mixture || p) <= average of the KLs, this is a lower
+        bound, and with it the objective estimates the average of subset ELBOs
+        (Eq. (21)), the looser bound of Lemma 3, not L_MoPoE.
+    prior_expert: ``"none"`` (Definition 1), ``"full"`` (official code) or ``"all"``.
+    mask: optional (B, M) availability; each sample mixes over its valid subsets and
+        only its observed modalities are reconstructed.
+    eps, components: fixed noise (shaped like the sampled z) and component indices,
+        for reproducible or common-random-number evaluations.
+    """
+    check_experts(mu, logvar)
+    rec, kl_val, extras = _mopoe_terms(
+        mu,
+        logvar,
+        decode_loglik,
+        subsets=subsets,
+        prior_expert=prior_expert,
+        rec_weights=rec_weights,
+        sampling=sampling,
+        kl=kl,
+        mask=mask,
+        eps=eps,
+        components=components,
+        generator=generator,
+    )
+    return Objective(rec.sum(0) - beta * kl_val, rec, kl_val, extras=extras)
+
+
+def subset_elbo_average(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    decode_loglik: DecodeLogLik,
+    *,
+    subsets: torch.Tensor | None = None,
+    prior_expert: PriorExpert = "none",
+    beta: float = 1.0,
+    rec_weights=None,
+    mask: torch.Tensor | None = None,
+    eps: torch.Tensor | None = None,
+) -> Objective:
+    """The average of the subset ELBOs L_k(theta, phi_k; X) of Eq. (4), Eq. (21).
+
+    (1/K) sum_k { E_{q_k(z|X_k)}[sum_m lambda_m log p(x_m|z)] - beta KL(q_k || p) }.
+    Maximizing it minimizes the convex combination of KLs of Eq. (5) (Lemma 1); it is
+    the "Eq. (5)" baseline of the paper's Table 7. Every subset is decoded
+    (K times the decoder cost of L_MoPoE).
+    """
+    return mopoe(
+        mu,
+        logvar,
+        decode_loglik,
+        subsets=subsets,
+        prior_expert=prior_expert,
+        beta=beta,
+        rec_weights=rec_weights,
+        sampling="stratified",
+        kl="subset_average",
+        mask=mask,
+        eps=eps,
+    )
+
+
+# ---------------------------------------------------------------------------
+# MVAE (Wu & Goodman, 2018): products of experts with the prior expert
+
+
+def mvae(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    decode_loglik: DecodeLogLik,
+    *,
+    variant: Literal["joint", "joint_unimodal", "subsampled"] = "joint",
+    num_random_subsets: int = 1,
+    beta: float = 1.0,
+    rec_weights=None,
+    mask: torch.Tensor | None = None,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Objective:
+    """The MVAE objective: a sum of ELBOs of products of experts, each with the prior expert.
+
+    variant:
+        ``"joint"``: the ELBO of the full product, L_PoE of Eq. (7), the special case
+        of MoPoE with the full set as the only subset.
+        ``"joint_unimodal"``: joint ELBO + the M unimodal ELBOs L(theta, phi_m; x_m),
+        as in the official MoPoE code and Wu & Goodman's MNIST experiment.
+        ``"subsampled"``: additionally ``num_random_subsets`` random subsets per batch
+        (size uniform in 2..M-1, then a subset of that size), Wu & Goodman's sub-sampling.
+    Each term reconstructs only the modalities of its own subset (the ELBO on
+    log p(X_k)), so only the joint term bounds log p(X) (Wu & Goodman, 2019).
+    """
+    check_experts(mu, logvar)
+    num_mod, batch, _ = mu.shape
+    terms = [S.full(num_mod)]
+    if variant in ("joint_unimodal", "subsampled"):
+        terms.append(S.unimodal(num_mod))
+    if variant == "subsampled" and num_mod > 2:
+        for _ in range(num_random_subsets):
+            size = int(torch.randint(2, num_mod, (1,), generator=generator))
+            idx = torch.randperm(num_mod, generator=generator)[:size]
+            row = torch.zeros(1, num_mod, dtype=torch.bool)
+            row[0, idx] = True
+            terms.append(row)
+    elif variant not in ("joint", "joint_unimodal", "subsampled"):
+        raise ValueError(
+            f"variant must be 'joint', 'joint_unimodal' or 'subsampled', got {variant!r}"
+        )
+    term_sets = torch.cat(terms)  # (T, M)
+    n_terms = term_sets.shape[0]
+    mu_t, lv_t = subset_posteriors(mu, logvar, term_sets, "all", mask)  # (T, B, D)
+    z = reparameterize(mu_t, lv_t, eps)
+    need = term_sets.to(mu.device)
+    ll = _check_loglik(decode_loglik(z, need), num_mod, n_terms, batch)
+    lam = _weights(rec_weights, num_mod, mu)
+    rec_mt = _weighted_rec(ll, lam, mask)  # (M, T, B)
+    rec_mt = torch.where(need.t().unsqueeze(-1), rec_mt, torch.zeros_like(rec_mt))
+    kl_t = kl_std_normal(mu_t, lv_t)  # (T, B)
+    if mask is not None:  # a term none of whose modalities is observed is dropped
+        term_valid = (need.unsqueeze(1) & mask.unsqueeze(0)).any(-1)  # (T, B)
+        kl_t = torch.where(term_valid, kl_t, torch.zeros_like(kl_t))
+    value = rec_mt.sum((0, 1)) - beta * kl_t.sum(0)
+    return Objective(value, rec_mt.sum(1), kl_t.sum(0), extras={"z": z, "terms": term_sets})
+
+
+# ---------------------------------------------------------------------------
+# MMVAE (Shi et al., 2019): the mixture of unimodal experts, stratified sampling
+
+
+def mmvae(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    decode_loglik: DecodeLogLik,
+    *,
+    K: int = 1,
+    estimator: Literal["elbo", "iwae", "dreg"] = "elbo",
+    beta: float = 1.0,
+    rec_weights=None,
+    mask: torch.Tensor | None = None,
+    eps: torch.Tensor | None = None,
+) -> Objective:
+    """MMVAE's stratified objectives over the M unimodal posteriors.
+
+    With log w = sum_d lambda_d log p(x_d|z) + beta (log p(z) - log q(z|X)) and
+    q(z|X) = (1/M) sum_m q(z|x_m), for K codes z_{m,1..K} ~ q(z|x_m) from every m:
+
+    ``"elbo"``: (1/M) sum_m (1/K) sum_k log w_{m,k}, the MoE ELBO of Eq. (9) with
+        stratified sampling (with K=1 it equals MoPoE over the unimodal subsets);
+    ``"iwae"``: (1/M) sum_m log (1/K) sum_k w_{m,k}, Shi et al.'s stratified
+        importance-weighted bound L_IWAE^MoE (>= the ELBO, tighter as K grows);
+    ``"dreg"``: the same value, differentiated with the doubly reparameterized
+        estimator as in Shi et al.'s code: q's parameters are detached inside log q, and
+        the gradient reaching z is scaled by the normalized weights, so encoders get
+        sum_k w~^2 d log w / dz dz/dphi and decoders sum_k w~ d log w / dtheta.
+        For M = 1 this is Tucker et al.'s unbiased DReG. For M > 1 it is not unbiased
+        for the gradient of L_IWAE^MoE: a stratum samples from q(z|x_m) while the weight
+        holds the mixture density, so the identity behind DReG covers only part of the
+        score term (tests/test_objectives.py measures the bias; chapter 6 shows it).
+
+    The decoders see M*K*B codes per batch (every decoder decodes every code).
+    """
+    check_experts(mu, logvar)
+    num_mod, batch, dim = mu.shape
+    if K < 1:
+        raise ValueError(f"K must be >= 1, got {K}")
+    if estimator not in ("elbo", "iwae", "dreg"):
+        raise ValueError(f"estimator must be 'elbo', 'iwae' or 'dreg', got {estimator!r}")
+    if mask is not None:
+        # A missing modality's stratum is dropped; zeroing its parameters keeps its
+        # (possibly NaN) encoder output out of values and gradients.
+        present = mask.t().unsqueeze(-1)
+        mu = torch.where(present, mu, torch.zeros_like(mu))
+        logvar = torch.where(present, logvar, torch.zeros_like(logvar))
+    if eps is None:
+        eps = torch.randn(num_mod, K, batch, dim, dtype=mu.dtype, device=mu.device)
+    elif eps.shape != (num_mod, K, batch, dim):
+        raise ValueError(
+            f"eps must have shape (M, K, B, D) = {(num_mod, K, batch, dim)}, got {tuple(eps.shape)}"
+        )
+    z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (M, K, B, D)
+    if estimator == "dreg":
+        mu_q, lv_q = mu.detach(), logvar.detach()
+    else:
+        mu_q, lv_q = mu, logvar
+    valid = torch.ones(num_mod, 1, dtype=torch.bool, device=mu.device) if mask is None else mask.t()
+    log_q = _mixture_log_q(z, mu_q, lv_q, valid)  # (M, K, B)
+    ll = decode_loglik(z.reshape(num_mod * K, batch, dim), None)
+    ll = _check_loglik(ll, num_mod, num_mod * K, batch).reshape(num_mod, num_mod, K, batch)
+    lam = _weights(rec_weights, num_mod, mu)
+    rec_d = _weighted_rec(ll, lam, mask)  # (M_dec, M_comp, K, B)
+    log_ratio = log_std_normal(z) - log_q  # (M, K, B)
+    log_w = rec_d.sum(0) + beta * log_ratio
+
+    strata = valid.to(mu.dtype)  # (M, B|1): average over the observed modalities' strata
+    n_strata = strata.sum(0)
+    if estimator == "elbo":
+        per_m = log_w.mean(1)
+    else:
+        per_m = torch.logsumexp(log_w, dim=1) - math.log(K)
+    per_m = torch.where(valid, per_m, torch.zeros_like(per_m))
+    value = per_m.sum(0) / n_strata
+    rec = (rec_d.mean(2) * strata.unsqueeze(0)).sum(1) / n_strata  # (M_dec, B), at the codes
+    kl = -(log_ratio.mean(1) * strata).sum(0) / n_strata
+    surrogate = None
+    if estimator == "dreg":
+        w_tilde = torch.softmax(log_w.detach(), dim=1)  # over K within each stratum
+        if z.requires_grad:
+            z.register_hook(lambda g: g * w_tilde.unsqueeze(-1))
+        per_m_s = (w_tilde * log_w).sum(1)
+        per_m_s = torch.where(valid, per_m_s, torch.zeros_like(per_m_s))
+        surrogate = per_m_s.sum(0) / n_strata
+    return Objective(value, rec, kl, surrogate=surrogate, extras={"z": z, "log_w": log_w})
+
+
+# ---------------------------------------------------------------------------
+# Modality-specific (style) latents, Eq. (34)
+
+
+def mopoe_with_style(
+    mu_c: torch.Tensor,
+    logvar_c: torch.Tensor,
+    mu_s: torch.Tensor,
+    logvar_s: torch.Tensor,
+    decode_loglik: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+    *,
+    beta: float = 1.0,
+    beta_content: float = 1.0,
+    beta_style: float = 1.0,
+    style_weights=None,
+    eps_style: torch.Tensor | None = None,
+    **mopoe_kwargs,
+) -> Objective:
+    """Eq. (34): a shared content space c with the MoPoE posterior, plus a
+    modality-specific style space s_m ~ q(s_m | x_m) for every modality:
+
+        sum_m E_{q(c|X)} E_{q(s_m|x_m)} [lambda_m log p(x_m | s_m, c)]
+          - beta (beta_style sum_m w_m KL(q(s_m|x_m) || p(s_m)) + beta_content KL(q(c|X) || p(c))).
+
+    With every beta and w_m equal to 1 this is Eq. (34) exactly. The official CelebA
+    run uses beta=2.5, beta_content=1, beta_style=2 and style weights (1, 5).
+    ``decode_loglik(c, s, need)`` receives content codes (T, B, Dc) and one style
+    code per modality, s of shape (M, B, Ds), and returns (M, T, B).
+    """
+    check_experts(mu_s, logvar_s)
+    num_mod = mu_c.shape[0]
+    if mu_s.shape[:2] != mu_c.shape[:2]:
+        raise ValueError(
+            f"style and content posteriors must share (M, B): {tuple(mu_s.shape[:2])} vs "
+            f"{tuple(mu_c.shape[:2])}"
+        )
+    s = reparameterize(mu_s, logvar_s, eps_style)  # (M, B, Ds)
+    obj = mopoe(mu_c, logvar_c, lambda c, need: decode_loglik(c, s, need), beta=1.0, **mopoe_kwargs)
+    kl_s = kl_std_normal(mu_s, logvar_s)  # (M, B)
+    mask = mopoe_kwargs.get("mask")
+    if mask is not None:
+        kl_s = torch.where(mask.t(), kl_s, torch.zeros_like(kl_s))
+    sw = _weights(style_weights, num_mod, mu_s)
+    kl_style = (sw.view(-1, 1) * kl_s).sum(0)
+    kl_total = beta_content * obj.kl + beta_style * kl_style
+    value = obj.rec.sum(0) - beta * kl_total
+    extras = dict(obj.extras, s=s, kl_content=obj.kl, kl_style=kl_style)
+    return Objective(value, obj.rec, kl_total, extras=extras)
