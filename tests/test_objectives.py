@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mopoe_lib import objectives as O
 from mopoe_lib import subsets as S
@@ -414,3 +416,66 @@ def test_style_objective_is_eq_34(lg):
         base.kl + 2.0 * (kl_s * torch.tensor([1.0, 5.0, 1.0]).view(3, 1)).sum(0)
     )
     torch.testing.assert_close(obj.value, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    num_mod=st.integers(1, 4),
+    batch=st.integers(1, 5),
+    dim=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+    prior=st.sampled_from(["none", "all", "full"]),
+    kl=st.sampled_from(["mixture", "subset_average"]),
+    sampling=st.sampled_from(["stochastic", "batch_split", "stratified"]),
+    data=st.data(),
+)
+def test_mopoe_shapes_and_finiteness_over_random_subsets(
+    num_mod, batch, dim, seed, prior, kl, sampling, data
+):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(num_mod, batch, dim, generator=g, dtype=torch.float64)
+    lv = 2 * torch.randn(num_mod, batch, dim, generator=g, dtype=torch.float64)
+    ps = S.powerset(num_mod)
+    rows = data.draw(
+        st.lists(st.integers(0, ps.shape[0] - 1), min_size=1, max_size=ps.shape[0], unique=True)
+    )
+    chosen = ps[sorted(rows)]
+    targets = torch.randn(num_mod, batch, dim, generator=g, dtype=torch.float64)
+
+    def dec(z, need):  # a Gaussian "decoder" per modality: log N(target_m; z, I)
+        return -0.5 * (z.unsqueeze(0) - targets.unsqueeze(1)).pow(2).sum(-1)
+
+    obj = O.mopoe(
+        mu,
+        lv,
+        dec,
+        subsets=chosen,
+        prior_expert=prior,
+        kl=kl,
+        sampling=sampling,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    assert (
+        obj.value.shape == (batch,)
+        and obj.rec.shape == (num_mod, batch)
+        and obj.kl.shape == (batch,)
+    )
+    assert torch.isfinite(obj.value).all()
+    if kl == "subset_average":
+        assert torch.all(obj.kl >= -1e-12)  # a closed-form KL is never negative
+    if chosen.shape[0] == 1:  # a single component: every sampler draws the same code
+        eps = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+        a = O.mopoe(
+            mu, lv, dec, subsets=chosen, prior_expert=prior, kl=kl, sampling="stochastic", eps=eps
+        )
+        b = O.mopoe(
+            mu,
+            lv,
+            dec,
+            subsets=chosen,
+            prior_expert=prior,
+            kl=kl,
+            sampling="stratified",
+            eps=eps[None],
+        )
+        torch.testing.assert_close(a.value, b.value)
