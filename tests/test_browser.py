@@ -54,6 +54,7 @@ INSTALL_HINT = (
 SERVER_LIFETIME_S = 900  # the test server shuts itself down after this, whatever happens
 PAGE_TIMEOUT_MS = 30_000
 PROOF_DIRECTIVE = re.compile(r"^\s*(?::{3,}|`{3,})\{prf:(\w+)\}", re.MULTILINE)
+LOADED_TAGS = ("script", "link", "img", "iframe", "source", "video", "audio", "embed")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -257,11 +258,11 @@ def _html_pages(html_dir: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_pages_reference_no_other_host(book_html):
-    """No <script src>, <link href> or <img src> points off the site (CDNs, fonts)."""
+    """No <script src>, <link href>, <img src>... points off the site (CDNs, fonts)."""
     offenders = []
     for page in _html_pages(book_html):
         for tag, attrs in _parse(page.read_text()).tags:
-            for attribute in ("src", "href") if tag in ("script", "link", "img") else ():
+            for attribute in ("src", "href") if tag in LOADED_TAGS else ():
                 url = attrs.get(attribute, "")
                 if re.match(r"^(https?:)?//", url):
                     offenders.append(f"{page.relative_to(book_html)}: <{tag} {attribute}={url}>")
@@ -305,8 +306,10 @@ def test_header_buttons_work_offline(book_html, docname):
 
 # --------------------------------------------------------------------------- browser
 
-_WAIT_FOR_MATHJAX = """() => (window.MathJax && MathJax.startup && MathJax.startup.promise)
-    ? MathJax.startup.promise.then(() => true) : false"""
+# in-page waits give up after this many ms (page.evaluate itself has no timeout)
+_GIVE_UP = """new Promise(done => setTimeout(() => done(false), 20000))"""
+_WAIT_FOR_MATHJAX = f"""() => (window.MathJax && MathJax.startup && MathJax.startup.promise)
+    ? Promise.race([MathJax.startup.promise.then(() => true), {_GIVE_UP}]) : false"""
 _RAW_TEX = r"""() => {
     const copy = (document.querySelector('article') || document.body).cloneNode(true);
     copy.querySelectorAll('pre, code, script, style, textarea, mjx-container')
@@ -315,8 +318,9 @@ _RAW_TEX = r"""() => {
         /(\$\$|\\\(|\\\[|\\begin\{|\\(mathcal|mathbb|mathrm|frac|sum|prod|left|right|mid)\b)[^]{0,60}/);
     return hit && hit[0].replace(/\s+/g, " ");
 }"""
-_IMAGES = """() => Promise.all(Array.from(document.images).map(img => img.complete ? null :
-    new Promise(done => { img.onload = img.onerror = done; }))).then(() =>
+_IMAGES = f"""() => Promise.race([Promise.all(Array.from(document.images).map(img =>
+    img.complete ? null : new Promise(done => {{ img.onload = img.onerror = done; }}))),
+    {_GIVE_UP}]).then(() =>
     Array.from(document.images).map(img => [img.getAttribute('src'), img.naturalWidth]))"""
 _SIDEBAR = """() => Array.from(document.querySelectorAll('.bd-sidebar-primary a[href]'))
     .map(a => a.href)"""
