@@ -14,7 +14,7 @@ DATA   ?= data
 # Quiet pip, minus this machine's harmless "Location ... is ignored" notes about local indexes.
 PIP_FILTER := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help setup book data chapters html test lint reproduce clean
+.PHONY: help setup book data chapters html test lint reproduce clean browser-deps
 
 help:
 	@echo "make book       data + chapters (PROFILE=$(PROFILE)) + HTML book in _build/html"
@@ -22,6 +22,7 @@ help:
 	@echo "make reproduce  PROFILE=paper DEVICE=cuda DATA=/path: all training chapters with papermill"
 	@echo "make lint       ruff check + format check"
 	@echo "make clean      remove the built book and the jupyter cache"
+	@echo "make browser-deps  install Debian's Chromium for the browser test (root)"
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -49,12 +50,15 @@ book: data chapters html
 reproduce: $(STAMP)
 	$(VPY) -m mopoe_lib.chapters --profile $(PROFILE) --device $(DEVICE) --data-root $(abspath $(DATA)) --force
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(VPY) -m pytest --nbval -ra
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+browser-deps:
+	bash .ci/install-browser.sh
 
 clean:
 	rm -rf _build .jupyter_cache
