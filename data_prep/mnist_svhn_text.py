@@ -51,7 +51,7 @@ def read_svhn_mat(path: str | Path):
     path = Path(path)
     try:
         mat = scipy.io.loadmat(path)
-    except (ValueError, OSError, TypeError) as err:
+    except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as err:
         raise DataPrepError(f"cannot read {path} as a MATLAB file: {err}") from err
     for key in ("X", "y"):
         if key not in mat:

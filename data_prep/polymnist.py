@@ -26,6 +26,7 @@ Sources:
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def shingles(size: int = 512) -> np.ndarray:
     return (img.clip(0, 1) * 255).round().astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=1)
 def offline_backgrounds() -> tuple[list[np.ndarray], list[str]]:
     from matplotlib import cbook
     from sklearn.datasets import load_sample_images
