@@ -12,6 +12,12 @@ No_Beard = no goatee, mustache or 5 o'clock shadow). Nuisances not tied to any l
 Some attributes are ambiguous by design, as in CelebA (hair that is neither wavy nor straight,
 an unlabelled red hair colour).
 
+Difficulty, measured with ``python -m data_prep.difficulty`` on the default offline set (10,000
+train / 2,000 test, seed 0, CPU): a small 3-layer CNN (8 epochs, sigmoid head) reaches a mean
+average precision of 0.536 over the 33 attributes (mean prevalence, the AP of a random score,
+0.221), from 0.11 (Mustache) and 0.14 (Rosy_Cheeks, Narrow_Eyes) to 0.97 (No_Beard) and 0.995
+(Black_Hair): small facial details are hard at 64x64, global ones easy, as in CelebA.
+
 It is a stand-in: results on it are never results on CelebA.
 """
 

@@ -13,9 +13,12 @@ does not depend on the machine's system fonts). Every image draws its own nuisan
 - downsampling to 32x32, Gaussian blur (radius 0-1.2 px with probability 0.7) and Gaussian
   pixel noise (sigma 0.01-0.08).
 
-Difficulty, measured on 10,000 train / 2,000 test images (``python -m data_prep.difficulty``):
-see the numbers quoted in ``DIFFICULTY`` below. It is a stand-in: results on it are never
-results on SVHN.
+Difficulty, measured with ``python -m data_prep.difficulty`` on the default offline set (10,000
+train / 2,000 test images, seed 0, CPU): logistic regression on standardized pixels 11.1 % test
+accuracy (chance 10 %; lbfgs stopped at 300 iterations), a small 3-layer CNN (8 epochs) 87.9 %.
+For scale, the same two classifiers on the offline MNIST digits (4,000 / 1,000): 91.6 % and
+94.5 %. So, like SVHN, it is not linearly separable from pixels but easy for a CNN. It is a
+stand-in: results on it are never results on SVHN.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ FONT_FILES = (
     "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf", "DejaVuSansMono.ttf",
     "DejaVuSansMono-Bold.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf",
 )  # fmt: skip
-DIFFICULTY = "filled in by data_prep.difficulty"
 _CANVAS = 64
 _glyph_cache: dict | None = None
 
