@@ -108,10 +108,17 @@ def already_prepared(root: Path, dataset: str, args: dict, force: bool, quiet: b
     """
     directory = Path(root) / DIRS[dataset]
     path = directory / MANIFEST
+    if directory.exists() and not path.is_file() and any(directory.iterdir()):
+        # never delete a folder this tool did not write (it may hold the user's raw data)
+        raise DataPrepError(
+            f"{directory} exists but holds no {MANIFEST}; move it away or choose another --root"
+        )
     if force or not path.is_file():
         return False
     manifest = json.loads(path.read_text())
-    if manifest.get("format_version") == FORMAT_VERSION and manifest.get("args") == args:
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataPrepError(f"{path} is from another format version; use --force to rebuild")
+    if manifest.get("args") == args:
         for name, info in manifest["files"].items():
             f = directory / name
             if not f.is_file() or sha256_file(f) != info["sha256"]:

@@ -282,9 +282,11 @@ class BimodalCelebA(_Prepared):
 
 
 def _command(dataset: str, root: Path, real: bool = False) -> str:
-    source = {"polymnist": " --source mnist --backgrounds DIR", "celeba": " --source real"}
-    extra = source.get(dataset, " --source real") if real else ""
-    return f"python -m data_prep {dataset} --root {root}{extra}"
+    command = f"python -m data_prep {dataset} --root {root}"
+    if real:
+        source = "official" if dataset == "polymnist" else "real"
+        command += f" --source {source} --source-dir DIR"
+    return command
 
 
 def _read_manifest(directory: Path, root: Path, dataset: str, verify: bool) -> dict:

@@ -325,6 +325,14 @@ def test_cli_real_source_missing_files_fails_without_fallback(tmp_path, capsys):
     assert not (tmp_path / "o" / "mnist_svhn_text").exists()
 
 
+def test_foreign_folder_in_root_is_never_replaced(tmp_path):
+    (tmp_path / "celeba").mkdir()
+    (tmp_path / "celeba" / "list_attr_celeba.txt").write_text("user data")
+    with pytest.raises(DataPrepError, match="holds no manifest.json"):
+        celeba.prepare(tmp_path, n_train=5, n_valid=5, n_test=5, quiet=True, force=True)
+    assert (tmp_path / "celeba" / "list_attr_celeba.txt").read_text() == "user data"
+
+
 def test_loader_says_which_command_to_run(tmp_path):
     with pytest.raises(DatasetNotPreparedError, match="python -m data_prep celeba --root"):
         BimodalCelebA(tmp_path)
