@@ -62,7 +62,7 @@ def product_of_experts(
     prior_expert: bool = False,
     dim: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Closed-form product of Gaussian experts stacked along ``dim``.
+    """Closed-form product of Gaussian experts stacked along ``dim`` (Definition 1, part 1).
 
     The normalized product of N(mu_m, sigma_m^2) is Gaussian with precision
     Lambda = sum_m sigma_m^-2 and mean Lambda^-1 sum_m mu_m sigma_m^-2. With
@@ -89,7 +89,7 @@ def mixture_log_prob(
     logvar: torch.Tensor,
     log_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """log of a mixture of diagonal Gaussians at z.
+    """log of a mixture of diagonal Gaussians at z (the joint posterior of Definition 1, part 2).
 
     ``mu`` and ``logvar`` are (K, ..., D) for K components; ``z`` is (..., D) and is
     evaluated under every component. ``log_weights`` (K, ...) default to uniform

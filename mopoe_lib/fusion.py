@@ -98,6 +98,8 @@ def subset_posteriors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fuse the experts of every subset by a product of experts, all subsets at once.
 
+    This is q(z | X_k) of Definition 1, part 1, for every subset X_k in ``subsets``.
+
     Args:
         mu, logvar: unimodal posterior parameters, shape (M, B, D).
         subsets: boolean (K, M); row k selects the experts of subset X_k.

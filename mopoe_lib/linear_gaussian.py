@@ -144,7 +144,9 @@ class LinearGaussianModel:
         return torch.stack(out)
 
     def elbo(self, xs, mu, logvar, members=None) -> torch.Tensor:
-        """Exact ELBO of a diagonal Gaussian q for the modalities ``members`` (all by default).
+        """Exact ELBO (Eq. (2); Eq. (4) when q = q(z|X_k)) of a diagonal Gaussian q.
+
+        ``members`` are the modalities whose likelihood enters (all by default).
 
         E_q[sum_{m in members} log p(x_m | z)] - KL(q || N(0, I)), no Monte Carlo.
         """

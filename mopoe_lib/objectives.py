@@ -93,6 +93,11 @@ def _weighted_rec(
     return rec
 
 
+def _noise(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise from ``generator`` (the global RNG when None)."""
+    return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
+
+
 def batch_split_components(batch: int, num_subsets: int, device=None) -> torch.Tensor:
     """The official code's mixture 'sampling': contiguous blocks of rows per subset.
 
@@ -169,6 +174,8 @@ def _mopoe_terms(
 
     if sampling == "stratified":
         # One code from every component for every sample: E_mix = (1/K) sum_k E_{q_k}.
+        if eps is None:
+            eps = _noise(mu_k.shape, mu_k, generator)
         z = reparameterize(mu_k, lv_k, eps)  # (K, B, D)
         ll = _check_loglik(decode_loglik(z, None), num_mod, n_sub, batch)
         rec_mk = _weighted_rec(ll, lam, mask)  # (M, K, B)
@@ -193,6 +200,8 @@ def _mopoe_terms(
             components = sample_components(valid, batch, generator)
     rows = torch.arange(batch, device=mu.device)
     mu_s, lv_s = mu_k[components, rows], lv_k[components, rows]  # (B, D)
+    if eps is None:
+        eps = _noise(mu_s.shape, mu_s, generator)
     z = reparameterize(mu_s, lv_s, eps)
     ll = _check_loglik(decode_loglik(z.unsqueeze(0), None), num_mod, 1, batch)[:, 0]
     rec = _weighted_rec(ll, lam, mask)  # (M, B)
@@ -242,6 +251,7 @@ def mopoe(
         only its observed modalities are reconstructed.
     eps, components: fixed noise (shaped like the sampled z) and component indices,
         for reproducible or common-random-number evaluations.
+    generator: draws the components and the noise (the global RNG when None).
     """
     check_experts(mu, logvar)
     rec, kl_val, extras = _mopoe_terms(
@@ -343,6 +353,8 @@ def mvae(
     term_sets = torch.cat(terms)  # (T, M)
     n_terms = term_sets.shape[0]
     mu_t, lv_t = subset_posteriors(mu, logvar, term_sets, "all", mask)  # (T, B, D)
+    if eps is None:
+        eps = _noise(mu_t.shape, mu_t, generator)
     z = reparameterize(mu_t, lv_t, eps)
     need = term_sets.to(mu.device)
     ll = _check_loglik(decode_loglik(z, need), num_mod, n_terms, batch)
@@ -372,6 +384,7 @@ def mmvae(
     rec_weights=None,
     mask: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> Objective:
     """MMVAE's stratified objectives over the M unimodal posteriors.
 
@@ -391,6 +404,11 @@ def mmvae(
         holds the mixture density, so the identity behind DReG covers only part of the
         score term (tests/test_objectives.py measures the bias; chapter 6 shows it).
 
+    The stratified bound is not consistent: as K grows, (1/K) sum_k w_{m,k} tends to
+    p(X) c_m with c_m = E_{p(z|X)}[q(z|x_m) / q(z|X)], so the bound tends to
+    log p(X) + (1/M) sum_m log c_m <= log p(X) (Jensen, since sum_m c_m = M), with
+    equality only when every c_m = 1 (chapter 6 measures the limit).
+
     The decoders see M*K*B codes per batch (every decoder decodes every code).
     """
     check_experts(mu, logvar)
@@ -406,7 +424,7 @@ def mmvae(
         mu = torch.where(present, mu, torch.zeros_like(mu))
         logvar = torch.where(present, logvar, torch.zeros_like(logvar))
     if eps is None:
-        eps = torch.randn(num_mod, K, batch, dim, dtype=mu.dtype, device=mu.device)
+        eps = _noise((num_mod, K, batch, dim), mu, generator)
     elif eps.shape != (num_mod, K, batch, dim):
         raise ValueError(
             f"eps must have shape (M, K, B, D) = {(num_mod, K, batch, dim)}, got {tuple(eps.shape)}"
@@ -462,6 +480,7 @@ def mopoe_with_style(
     beta_style: float = 1.0,
     style_weights=None,
     eps_style: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
     **mopoe_kwargs,
 ) -> Objective:
     """Eq. (34): a shared content space c with the MoPoE posterior, plus a
@@ -482,8 +501,17 @@ def mopoe_with_style(
             f"style and content posteriors must share (M, B): {tuple(mu_s.shape[:2])} vs "
             f"{tuple(mu_c.shape[:2])}"
         )
+    if eps_style is None:
+        eps_style = _noise(mu_s.shape, mu_s, generator)
     s = reparameterize(mu_s, logvar_s, eps_style)  # (M, B, Ds)
-    obj = mopoe(mu_c, logvar_c, lambda c, need: decode_loglik(c, s, need), beta=1.0, **mopoe_kwargs)
+    obj = mopoe(
+        mu_c,
+        logvar_c,
+        lambda c, need: decode_loglik(c, s, need),
+        beta=1.0,
+        generator=generator,
+        **mopoe_kwargs,
+    )
     kl_s = kl_std_normal(mu_s, logvar_s)  # (M, B)
     mask = mopoe_kwargs.get("mask")
     if mask is not None:
