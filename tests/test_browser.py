@@ -359,8 +359,11 @@ def test_page_renders_offline(visit, book_html, screenshot_dir, site, docname):
     for kind in set(PROOF_DIRECTIVE.findall(_source_of(docname))):
         declared = len(re.findall(rf"\{{prf:{kind}\}}", _source_of(docname)))
         shown = page.evaluate(
-            """kind => Array.from(document.querySelectorAll('div.proof')).filter(el =>
-                el.getAttribute('class').split(/\\s+/)[1] === kind && el.offsetHeight > 0).length""",
+            # lemmas are `proof lemma admonition`, proofs plain `proof admonition`
+            """kind => Array.from(document.querySelectorAll('div.proof')).filter(el => {
+                const c = el.getAttribute('class').split(/\\s+/);
+                return (c[1] === 'admonition' ? 'proof' : c[1]) === kind && el.offsetHeight > 0;
+            }).length""",
             kind,
         )
         if shown < declared:
