@@ -53,3 +53,15 @@ def label_copy_data(n: int, num_mod: int = 3, seed: int = 0):
     labels = torch.randint(0, 10, (n,), generator=g)
     x = 5.0 * torch.nn.functional.one_hot(labels, 10).float()
     return from_tensors({f"m{k}": x.clone() for k in range(num_mod)}, labels)
+
+
+def mst_like(n: int, seed: int = 0):
+    """MNIST-SVHN-Text-shaped data: label-dependent images and a one-hot 'text' of the label."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    mnist = torch.rand(10, 1, 28, 28, generator=g)[labels] * 0.8
+    svhn = 0.6 * torch.rand(10, 3, 32, 32, generator=g)[labels]
+    svhn = svhn + 0.4 * torch.rand(n, 3, 32, 32, generator=g)
+    chars = (labels.view(-1, 1) + torch.arange(8).view(1, -1)) % 71
+    text = torch.nn.functional.one_hot(chars, 71).float()
+    return from_tensors({"mnist": mnist, "svhn": svhn, "text": text}, labels)
