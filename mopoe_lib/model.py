@@ -30,6 +30,11 @@ from .fusion import subset_posteriors
 METHODS = ("mopoe", "mvae", "mmvae", "mmvae_iwae", "mmvae_dreg", "eq5")
 
 
+def _full_precision(t: torch.Tensor) -> torch.Tensor:
+    """float32 for autocast outputs (bf16/fp16); float64 models stay float64."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 @dataclass
 class Encoded:
     """Unimodal posteriors: content (M, B, D) and, with style latents, style (M, B, Ds)."""
@@ -182,9 +187,9 @@ class MultimodalVAE(nn.Module):
 
     # -- encoding ---------------------------------------------------------------
     def encode(self, x: Mapping[str, torch.Tensor]) -> Encoded:
-        """Unimodal experts of every modality (float32, also under autocast)."""
+        """Unimodal experts of every modality (at least float32, also under autocast)."""
         mus, lvs = zip(*(self.encoders[m](x[m]) for m in self.modalities), strict=True)
-        mu, lv = torch.stack(mus).float(), torch.stack(lvs).float()
+        mu, lv = _full_precision(torch.stack(mus)), _full_precision(torch.stack(lvs))
         if not self.style_dim:
             return Encoded(mu, lv)
         d = self.latent_dim
@@ -228,7 +233,7 @@ class MultimodalVAE(nn.Module):
                 continue
             zm = z if groups is None or len(groups) == t else z[groups.to(z.device)]
             zm = self._with_style(zm, i, style)
-            params = self.decoders[m](zm.reshape(-1, zm.shape[-1])).float()
+            params = _full_precision(self.decoders[m](zm.reshape(-1, zm.shape[-1])))
             params = params.view(zm.shape[0], b, *params.shape[1:])
             ll = self.likelihoods[m].log_prob(x[m].unsqueeze(0), params)  # (T', B)
             if zm.shape[0] != t:
@@ -245,7 +250,7 @@ class MultimodalVAE(nn.Module):
         out = {}
         for i, m in enumerate(self.modalities):
             zm = self._with_style(z, i, style).reshape(-1, z.shape[-1] + self.style_dim)
-            params = self.decoders[m](zm).float()
+            params = _full_precision(self.decoders[m](zm))
             out[m] = self.likelihoods[m].mean(params).view(*z.shape[:-1], *params.shape[1:])
         return out
 
