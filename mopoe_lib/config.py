@@ -123,17 +123,17 @@ PROFILES: dict[str, dict[str, dict]] = {
         },
         "cpu": {
             "model": {"latent_dim": 64, "beta": 2.5},
-            "train": {"epochs": 3, "batch_size": 128, "lr": 1e-3, "checkpoint_every": 1},
+            "train": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "checkpoint_every": 1},
             "data": {"prepare": {"n_train": 10_000, "n_test": 2_000}},
             "eval": {"n_test": 1000, "ll_n_test": 100, "joint_samples": 1000,
                      "classifier_epochs": 5},
         },
         "smoke": {
             "model": {"latent_dim": 32, "beta": 2.5},
-            "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "checkpoint_every": 1},
+            "train": {"epochs": 3, "batch_size": 32, "lr": 1e-3, "checkpoint_every": 1},
             "data": {"prepare": {"n_train": 1000, "n_test": 200}, "n_train": 1000},
-            "eval": {"n_test": 200, "ll_n_test": 20, "joint_samples": 200, "batch_size": 200,
-                     "classifier_epochs": 2, "lr_train_samples": 200},
+            "eval": {"n_test": 100, "ll_n_test": 10, "joint_samples": 100, "batch_size": 100,
+                     "classifier_epochs": 5, "lr_train_samples": 200},
         },
     },
     "mnist_svhn_text": {

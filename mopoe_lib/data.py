@@ -18,6 +18,10 @@ from pathlib import Path
 import torch
 
 
+class DataError(RuntimeError):
+    """The requested data cannot be loaded (not prepared, or a stand-in where real was required)."""
+
+
 def _identity(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
@@ -127,7 +131,10 @@ def load(
     if not (root / name / "manifest.json").is_file() and prepare is not None and not require_real:
         prepare_offline(name, root, prepare, log)
         prepared_now = True
-    ds = _dataset_class(name)(root, split=split, require_real=require_real)
+    try:
+        ds = _dataset_class(name)(root, split=split, require_real=require_real)
+    except (FileNotFoundError, ValueError) as err:  # DatasetNotPreparedError, stand-in refused
+        raise DataError(str(err)) from err
     manifest_path = root / name / "manifest.json"
     manifest_id = hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:16]
     if hasattr(ds, "pairs") and hasattr(ds, "unimodal_tensors"):

@@ -22,7 +22,7 @@ import torch
 
 from . import data as data_mod
 from .config import Config, ConfigError, make_config, parse_value
-from .data import TensorData
+from .data import DataError, TensorData
 from .model import MultimodalVAE, build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -299,14 +299,26 @@ def run(
                 "or choose another --out directory"
             )
         trainer.load_checkpoint()
+        _truncate_log(out / "log.jsonl", trainer.epoch)
         log(f"[train] resumed from {trainer.checkpoint_path} at epoch {trainer.epoch}")
     elif resume:
         log(f"[train] no checkpoint in {out}: starting from scratch")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     log(f"[train] {cfg.dataset} {cfg.method} ({cfg.profile}) on {trainer.device}: "
         f"{len(trainer.data)} training samples, {trainer.steps_per_epoch()} steps per epoch")  # fmt: skip
+
+    def periodic_eval(tr: Trainer, entry: dict) -> None:
+        every = cfg.train.eval_every
+        if not (evaluate and cfg.eval.enabled and every and test_data is not None):
+            return
+        if tr.epoch % every == 0 and tr.epoch < cfg.train.epochs:
+            res = run_evaluation(tr, train_data, test_data, data_root, progress, log)
+            (out / "eval").mkdir(exist_ok=True)
+            path = out / "eval" / f"epoch_{tr.epoch:04d}.json"
+            path.write_text(json.dumps(res, indent=2, default=float) + "\n")
+
     t1 = time.perf_counter()
-    trainer.fit()
+    trainer.fit(on_epoch=periodic_eval)
     t_train = time.perf_counter() - t1
 
     results = {}
@@ -348,6 +360,15 @@ def run(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     log(f"[train] wrote {out / 'metrics.json'} ({metrics['wall_time_s']['total']:.1f} s)")
     return metrics
+
+
+def _truncate_log(path: Path, epoch: int) -> None:
+    """Drop log lines of epochs after the checkpoint (they will be trained again)."""
+    if path.is_file():
+        keep = [
+            line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epoch
+        ]
+        path.write_text("".join(line + "\n" for line in keep))
 
 
 def run_evaluation(trainer: Trainer, train_data, test_data, data_root, progress, log) -> dict:
@@ -422,7 +443,13 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         run(cfg, args.out, data_root=args.data_root, resume=args.resume, device=args.device,
             progress=not args.no_progress, evaluate=not args.no_eval)  # fmt: skip
-    except (ConfigError, CheckpointMismatchError, NonFiniteLossError, FileExistsError) as err:
+    except (
+        ConfigError,
+        CheckpointMismatchError,
+        DataError,
+        NonFiniteLossError,
+        FileExistsError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

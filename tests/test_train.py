@@ -71,6 +71,17 @@ def test_resume_gives_bitwise_the_uninterrupted_run(tmp_path, data, method):
     assert [json.loads(line)["epoch"] for line in logs] == [1, 2]
 
 
+def test_resume_after_a_crash_drops_log_lines_past_the_checkpoint(tmp_path, data):
+    _run(_cfg(**{"train.epochs": 1}), tmp_path, data)
+    with open(tmp_path / "log.jsonl", "a") as f:  # epoch 2 was logged, then the run died
+        f.write(json.dumps({"epoch": 2, "loss": 0.0}) + "\n")
+    _run(_cfg(), tmp_path, data, resume=True)
+    epochs = [
+        json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()
+    ]
+    assert epochs == [1, 2]
+
+
 def test_checkpoint_from_another_config_or_data_is_refused(tmp_path, data):
     _run(_cfg(**{"train.epochs": 1}), tmp_path, data)
     with pytest.raises(CheckpointMismatchError, match=r"model\.beta: checkpoint 5\.0 vs now 1\.0"):
@@ -91,7 +102,7 @@ def test_a_non_finite_loss_names_the_step_and_the_term(tmp_path, data):
 
 
 def test_evaluation_writes_every_metric(tmp_path, data):
-    cfg = _cfg(**{"train.epochs": 1, "eval.enabled": True, "eval.n_test": 16,
+    cfg = _cfg(**{"train.epochs": 2, "train.eval_every": 1, "eval.enabled": True, "eval.n_test": 16,
                   "eval.ll_n_test": 4, "eval.ll_samples": 3, "eval.joint_samples": 20,
                   "eval.classifier_epochs": 1, "eval.lr_train_samples": 40,
                   "eval.classifier_dir": str(tmp_path / "clf")})  # fmt: skip
@@ -103,6 +114,7 @@ def test_evaluation_writes_every_metric(tmp_path, data):
     assert 0 <= ev["coherence"]["joint"] <= 1
     assert ev["log_likelihood"]["importance_samples"] == 3
     assert len(list((tmp_path / "clf").glob("*.pt"))) == 3
+    assert [p.name for p in (tmp_path / "run" / "eval").iterdir()] == ["epoch_0001.json"]
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["eval"]["coherence"]["conditional"]["mnist"].keys() == {"mnist", "svhn", "text"}
     for key in ("wall_time_s", "device", "profile", "seed", "data"):
