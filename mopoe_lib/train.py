@@ -262,7 +262,7 @@ class Trainer:
 
 def load_data(cfg: Config, root: str | Path, log=print) -> tuple[TensorData, TensorData]:
     """Train and test splits of ``cfg.dataset`` through :mod:`mopoe_lib.data`."""
-    prepare = None if cfg.data.require_real else dict(cfg.data.prepare)
+    prepare = None if cfg.data.require_real or cfg.data.prepare is None else dict(cfg.data.prepare)
     kwargs = {"prepare": prepare, "require_real": cfg.data.require_real, "log": log}
     train = data_mod.load(cfg.dataset, root, "train", **kwargs).subset(cfg.data.n_train)
     test = data_mod.load(cfg.dataset, root, "test", **kwargs)
@@ -292,6 +292,7 @@ def run(
         train_data, test_data = load_data(cfg, data_root, log)
     t_data = time.perf_counter() - t0
     trainer = Trainer(cfg, train_data, out, device=device, progress=progress, log=log)
+    test_dev = test_data.to(trainer.device) if test_data is not None else None
     if trainer.checkpoint_path.is_file():
         if not resume:
             raise FileExistsError(
@@ -312,7 +313,7 @@ def run(
         if not (evaluate and cfg.eval.enabled and every and test_data is not None):
             return
         if tr.epoch % every == 0 and tr.epoch < cfg.train.epochs:
-            res = run_evaluation(tr, train_data, test_data, data_root, progress, log)
+            res = run_evaluation(tr, tr.data, test_dev, data_root, progress, log)
             (out / "eval").mkdir(exist_ok=True)
             path = out / "eval" / f"epoch_{tr.epoch:04d}.json"
             path.write_text(json.dumps(res, indent=2, default=float) + "\n")
@@ -324,7 +325,7 @@ def run(
     results = {}
     t2 = time.perf_counter()
     if evaluate and cfg.eval.enabled and test_data is not None:
-        results = run_evaluation(trainer, train_data, test_data, data_root, progress, log)
+        results = run_evaluation(trainer, trainer.data, test_dev, data_root, progress, log)
     t_eval = time.perf_counter() - t2
     history = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     metrics = {

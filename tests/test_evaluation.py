@@ -117,6 +117,7 @@ def _linear_vae(lg, method):
         {m: (lg.data_dims[i],) for i, m in enumerate(mods)},
         latent_dim=lg.latent_dim,
         method=method,
+        logvar_bound=None,  # exact experts: no soft bound on their log-variances
     ).double()
 
 
