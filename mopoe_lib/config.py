@@ -1,0 +1,300 @@
+"""Run configuration: dataclasses, and the three profiles of every dataset in one table.
+
+``make_config(dataset, method, profile, **overrides)`` starts from the dataclass defaults,
+applies ``PROFILES[dataset][profile]`` and then the overrides (dotted keys such as
+``"train.epochs"`` or nested dicts). Unknown keys raise :class:`ConfigError` naming the valid
+ones. Profiles: ``smoke`` (CI: seconds), ``cpu`` (1-2 minutes per model on a 2-core laptop, on
+the offline data), ``paper`` (the paper's hyperparameters; meant for a GPU and the real data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASETS = ("polymnist", "mnist_svhn_text", "celeba")
+PROFILES_NAMES = ("smoke", "cpu", "paper")
+# Objectives by name (see MultimodalVAE.objective): the paper's three models, Shi et al.'s
+# importance-weighted MMVAE bounds, and the average of subset ELBOs of Eq. (5) (Table 7).
+METHODS = ("mopoe", "mvae", "mmvae", "mmvae_iwae", "mmvae_dreg", "eq5")
+# The official MoPoE code's choices where it differs from the paper (reference §2).
+OFFICIAL_MOPOE = {"prior_expert": "full", "sampling": "batch_split", "kl": "subset_average"}
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not exist or does not fit."""
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = 512
+    style_dim: int = 0  # modality-specific latents (CelebA, Appendix E.1.1)
+    width: int = 128  # CelebA residual base width (official 128)
+    beta: float = 2.5
+    beta_content: float = 1.0
+    beta_style: float = 1.0
+    style_weights: list[float] | None = None
+    laplace_scale: float = 0.75  # fixed, as in the official code
+    rec_weights: Any = "size"  # "size" (Appendix B), "official", "ones" or a list
+    # MoPoE switches; paper values by default, official-code values in OFFICIAL_MOPOE.
+    prior_expert: str = "none"
+    sampling: str = "stochastic"
+    kl: str = "mixture"
+    mvae_variant: str = "joint_unimodal"  # as the official MoPoE code trains its MVAE
+    importance_samples: int = 1  # K of mmvae_iwae / mmvae_dreg (Shi et al. use 30)
+    # Soft bound L*tanh(logvar/L) on encoder log-variances, a float32 guard (see model.py);
+    # None turns it off. Not in the paper or the official code.
+    logvar_bound: float | None = 80.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    steps_per_epoch: int | None = None  # None: every full batch of the training set
+    checkpoint_every: int = 5  # epochs; the last epoch is always saved
+    eval_every: int = 0  # epochs; 0: evaluate only at the end
+    bf16: bool = False  # autocast on CUDA
+    compile: bool = False  # torch.compile the encoders and decoders (CUDA)
+
+
+@dataclass
+class DataConfig:
+    n_train: int | None = None  # use the first n training tuples (None: all)
+    # Sizes for the offline preparation when the data root does not hold the dataset
+    # (keyword arguments of data_prep.<dataset>.prepare); announced in the log and metrics.
+    # None (the paper profile): never prepare; a missing dataset is an error that says how
+    # to prepare the real (or offline) data.
+    prepare: dict | None = None
+    require_real: bool = False  # refuse stand-ins and never prepare offline data
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True
+    batch_size: int = 256
+    n_test: int | None = None  # test tuples for coherence and latent classification
+    lr_train_samples: int = 500  # Appendix B
+    ll_samples: int = 15  # importance samples, Appendix B
+    ll_n_test: int | None = None  # test tuples for the log-likelihoods
+    ll_batch_size: int = 64
+    joint_samples: int = 10_000  # prior samples for joint coherence
+    classifier_epochs: int = 20
+    classifier_lr: float = 1e-3
+    classifier_n_train: int | None = None
+    classifier_width: int = 128  # CelebA classifiers
+    classifier_dir: str | None = None  # default: <data root>/classifiers
+
+
+@dataclass
+class Config:
+    dataset: str = "polymnist"
+    method: str = "mopoe"
+    profile: str = "paper"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        cfg = cls()
+        _apply(cfg, d, "")
+        validate(cfg)
+        return cfg
+
+
+# ---------------------------------------------------------------------------
+# The profiles, one table per dataset. Paper values cite the paper; where the official code
+# (thomassutter/MoPoE job scripts) differs, the comment names its value.
+
+PROFILES: dict[str, dict[str, dict]] = {
+    "polymnist": {
+        "paper": {
+            # Appendix D.2: latent 512, beta 2.5, 300 epochs, Adam lr 1e-3 (job_polymnist: 5e-4);
+            # batch 256 and Laplace scale 0.75 from the code.
+            "model": {"latent_dim": 512, "beta": 2.5},
+            "train": {"epochs": 300, "batch_size": 256, "lr": 1e-3},
+            "eval": {"n_test": None, "ll_n_test": None, "joint_samples": 10_000},
+        },
+        "cpu": {
+            # 2 epochs of the offline 10k tuples, ~1 min of training for MoPoE (MMVAE ~2x).
+            "model": {"latent_dim": 64, "beta": 2.5},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "checkpoint_every": 1},
+            "data": {"prepare": {"n_train": 10_000, "n_test": 2_000}},
+            "eval": {"n_test": 500, "ll_n_test": 30, "joint_samples": 1000,
+                     "classifier_epochs": 5},
+        },
+        "smoke": {
+            "model": {"latent_dim": 32, "beta": 2.5},
+            "train": {"epochs": 3, "batch_size": 32, "lr": 1e-3, "checkpoint_every": 1},
+            "data": {"prepare": {"n_train": 1000, "n_test": 200}, "n_train": 1000},
+            "eval": {"n_test": 100, "ll_n_test": 10, "joint_samples": 100, "batch_size": 100,
+                     "classifier_epochs": 5, "lr_train_samples": 200},
+        },
+    },
+    "mnist_svhn_text": {
+        "paper": {
+            # Appendix C.2: latent 20, beta 5.0 for Tables 2-4 (Table 7 and job_mnistsvhntext:
+            # 2.5), 150 epochs (job: 200), Adam lr 1e-3, batch 256 (job).
+            "model": {"latent_dim": 20, "beta": 5.0},
+            "train": {"epochs": 150, "batch_size": 256, "lr": 1e-3},
+        },
+        "cpu": {
+            "model": {"latent_dim": 20, "beta": 5.0},
+            # ~45 s of training per model; classifiers train once per data root.
+            "train": {"epochs": 4, "batch_size": 128, "lr": 1e-3, "checkpoint_every": 1},
+            "data": {"n_train": 20_000, "prepare": {"n_train": 10_000, "n_test": 2_000}},
+            "eval": {"n_test": 1000, "ll_n_test": 200, "joint_samples": 1000,
+                     "classifier_epochs": 5, "classifier_n_train": 20_000},
+        },
+        "smoke": {
+            "model": {"latent_dim": 20, "beta": 5.0},
+            "train": {"epochs": 2, "batch_size": 64, "checkpoint_every": 1},
+            "data": {"n_train": 2000, "prepare": {"n_train": 500, "n_test": 100, "dm": 2}},
+            "eval": {"n_test": 200, "ll_n_test": 20, "joint_samples": 200, "batch_size": 200,
+                     "classifier_epochs": 1, "lr_train_samples": 200},
+        },
+    },
+    "celeba": {
+        "paper": {
+            # Appendix E.2: content 32 + style 32 (job_celeba: content 20, the flag default),
+            # beta 2.5, Adam lr 5e-4, 200 epochs (job: 250). beta_content 1, beta_style 2 and
+            # style weights img 1 / text 5 are the job's values; the paper does not give them.
+            "model": {"latent_dim": 32, "style_dim": 32, "width": 128, "beta": 2.5,
+                      "beta_content": 1.0, "beta_style": 2.0, "style_weights": [1.0, 5.0]},
+            "train": {"epochs": 200, "batch_size": 256, "lr": 5e-4},
+        },
+        "cpu": {
+            "model": {"latent_dim": 32, "style_dim": 32, "width": 16, "beta": 2.5,
+                      "beta_content": 1.0, "beta_style": 2.0, "style_weights": [1.0, 5.0]},
+            "train": {"epochs": 6, "batch_size": 64, "lr": 5e-4, "checkpoint_every": 1},
+            "data": {"n_train": 3000, "prepare": {"n_train": 3000, "n_valid": 200,
+                                                  "n_test": 500}},
+            "eval": {"n_test": 500, "ll_n_test": 50, "joint_samples": 500,
+                     "classifier_epochs": 8, "classifier_width": 16},
+        },
+        "smoke": {
+            "model": {"latent_dim": 16, "style_dim": 8, "width": 8, "beta": 2.5,
+                      "beta_content": 1.0, "beta_style": 2.0, "style_weights": [1.0, 5.0]},
+            "train": {"epochs": 1, "batch_size": 32, "lr": 5e-4, "checkpoint_every": 1},
+            "data": {"n_train": 256, "prepare": {"n_train": 256, "n_valid": 20, "n_test": 64}},
+            "eval": {"n_test": 64, "ll_n_test": 8, "joint_samples": 64, "batch_size": 64,
+                     "classifier_epochs": 1, "classifier_width": 8, "lr_train_samples": 200},
+        },
+    },
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+
+
+def _suggest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _apply(obj, updates: dict, prefix: str) -> None:
+    """Set fields of a dataclass from a (nested or dotted) dict, refusing unknown keys."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {updates!r}")
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        head, _, rest = key.partition(".")
+        path = f"{prefix}{head}"
+        if head not in names:
+            raise ConfigError(
+                f"unknown config key {path!r}{_suggest(head, names)}; valid keys here: "
+                f"{sorted(names)}"
+            )
+        current = getattr(obj, head)
+        if rest:
+            if not dataclasses.is_dataclass(current):
+                raise ConfigError(f"{path!r} is a value, not a section; cannot set {key!r}")
+            _apply(current, {rest: value}, path + ".")
+        elif dataclasses.is_dataclass(current):
+            _apply(current, value, path + ".")
+        else:
+            setattr(obj, head, _coerce(path, current, value))
+
+
+def _coerce(path: str, current, value):
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{path} must be true or false, got {value!r}")
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, float) or isinstance(value, str) or isinstance(value, bool):
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
+    return value
+
+
+def validate(cfg: Config) -> None:
+    choices = {
+        "dataset": (cfg.dataset, DATASETS),
+        "method": (cfg.method, METHODS),
+        "profile": (cfg.profile, PROFILES_NAMES),
+        "model.prior_expert": (cfg.model.prior_expert, ("none", "full", "all")),
+        "model.sampling": (cfg.model.sampling, ("stochastic", "batch_split", "stratified")),
+        "model.kl": (cfg.model.kl, ("mixture", "subset_average")),
+        "model.mvae_variant": (cfg.model.mvae_variant, ("joint", "joint_unimodal", "subsampled")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")
+    positive = {
+        "model.latent_dim": cfg.model.latent_dim,
+        "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size,
+        "model.importance_samples": cfg.model.importance_samples,
+        "eval.ll_samples": cfg.eval.ll_samples,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.model.style_dim and cfg.dataset != "celeba":
+        raise ConfigError("model.style_dim > 0 (modality-specific latents) is for celeba only")
+
+
+def make_config(
+    dataset: str = "polymnist",
+    method: str = "mopoe",
+    profile: str = "cpu",
+    overrides: dict | None = None,
+    **kwargs,
+) -> Config:
+    """The configuration of one run: defaults <- profile table <- overrides.
+
+    >>> make_config("polymnist", "mopoe", "paper").model.latent_dim
+    512
+    >>> make_config("polymnist", "mvae", "smoke", {"train.epochs": 1}).train.epochs
+    1
+    """
+    if dataset not in DATASETS:
+        raise ConfigError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if profile not in PROFILES_NAMES:
+        raise ConfigError(f"profile must be one of {PROFILES_NAMES}, got {profile!r}")
+    cfg = Config(dataset=dataset, method=method, profile=profile)
+    _apply(cfg, PROFILES[dataset][profile], "")
+    _apply(cfg, dict(overrides or {}, **kwargs), "")
+    validate(cfg)
+    return cfg
+
+
+def parse_value(text: str):
+    """A command-line value: JSON if it parses (numbers, true, null, lists), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

@@ -1,0 +1,378 @@
+"""The multimodal VAE: per-modality networks around one objective chosen by name.
+
+A :class:`MultimodalVAE` holds an encoder, a decoder and a likelihood per modality and the
+reconstruction weights lambda_m. Encoders give unimodal Gaussian experts (M, B, D); the
+objectives of :mod:`mopoe_lib.objectives` fuse them, and call back
+:meth:`MultimodalVAE.decode_loglik`, which runs each decoder once on every row that needs it.
+
+Subset posteriors, for inference and evaluation:
+  MoPoE, Eq. (5), MVAE: the product of the subset's experts (:class:`GaussianPosterior`),
+      computed for all subsets at once by :func:`mopoe_lib.fusion.subset_posteriors`;
+  MMVAE: the uniform mixture of the subset's unimodal experts (:class:`MixturePosterior`).
+With ``style_dim > 0`` (CelebA) every modality also has a style latent s_m ~ q(s_m | x_m) that
+only its own decoder reads; decoders receive [content, style].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from . import objectives as O
+from . import subsets as S
+from .experts import kl_std_normal, log_normal, reparameterize
+from .fusion import subset_posteriors
+
+METHODS = ("mopoe", "mvae", "mmvae", "mmvae_iwae", "mmvae_dreg", "eq5")
+
+
+def _full_precision(t: torch.Tensor) -> torch.Tensor:
+    """float32 for autocast outputs (bf16/fp16); float64 models stay float64."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+@dataclass
+class Encoded:
+    """Unimodal posteriors: content (M, B, D) and, with style latents, style (M, B, Ds)."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    style_mu: torch.Tensor | None = None
+    style_logvar: torch.Tensor | None = None
+
+
+class GaussianPosterior:
+    """One diagonal Gaussian per subset and sample: mu, logvar of shape (K, B, D)."""
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
+        self.mu, self.logvar = mu, logvar
+
+    def mean(self) -> torch.Tensor:
+        return self.mu
+
+    def sample(self, n: int = 1) -> torch.Tensor:
+        """(n, K, B, D) reparameterized samples."""
+        return reparameterize(
+            self.mu.expand(n, *self.mu.shape), self.logvar.expand(n, *self.mu.shape)
+        )
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """z (n, K, B, D) -> (n, K, B)."""
+        return log_normal(z, self.mu, self.logvar)
+
+
+class MixturePosterior:
+    """Uniform mixture over the unimodal experts of each subset (MMVAE), for all subsets.
+
+    ``mu, logvar``: (M, B, D) experts; ``subsets``: (K, M); ``mask``: optional (B, M).
+    """
+
+    def __init__(self, mu, logvar, subsets: torch.Tensor, mask: torch.Tensor | None = None):
+        self.mu, self.logvar = mu, logvar
+        w = subsets.to(mu.device).unsqueeze(1)  # (K, 1, M)
+        self.weights = w & mask.unsqueeze(0) if mask is not None else w.expand(-1, mu.shape[1], -1)
+        self.count = self.weights.sum(-1).clamp_min(1).to(mu.dtype)  # (K, B)
+
+    def mean(self) -> torch.Tensor:
+        """The mixture mean (K, B, D): the average of the member experts' means."""
+        w = self.weights.to(self.mu.dtype)
+        return torch.einsum("kbm,mbd->kbd", w, self.mu) / self.count.unsqueeze(-1)
+
+    def sample(self, n: int = 1) -> torch.Tensor:
+        """(n, K, B, D): a uniformly chosen member expert per draw, then its Gaussian."""
+        k, b, m = self.weights.shape
+        probs = self.weights.reshape(k * b, m).to(self.mu.dtype)
+        comp = torch.multinomial(probs, n, replacement=True).view(k, b, n).permute(2, 0, 1)
+        rows = torch.arange(b, device=self.mu.device).view(1, 1, b)
+        return reparameterize(self.mu[comp, rows], self.logvar[comp, rows])
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """z (n, K, B, D) -> (n, K, B): log (1/|S_k|) sum_{m in S_k} N(z; mu_m, sigma_m)."""
+        comp = log_normal(z.unsqueeze(-2), self.mu.transpose(0, 1), self.logvar.transpose(0, 1))
+        comp = comp.masked_fill(~self.weights, -torch.inf)  # (n, K, B, M)
+        return torch.logsumexp(comp, dim=-1) - torch.log(self.count)
+
+
+class MultimodalVAE(nn.Module):
+    """Encoders, decoders and likelihoods of M modalities trained with one named objective.
+
+    method: ``"mopoe"`` (Eq. (6)), ``"mvae"`` (products with the prior expert),
+    ``"mmvae"`` (stratified MoE ELBO), ``"mmvae_iwae"`` / ``"mmvae_dreg"`` (Shi et al.'s
+    importance-weighted bound with K = ``importance_samples``), ``"eq5"`` (the average of
+    the subset ELBOs). ``prior_expert``, ``sampling`` and ``kl`` are the MoPoE switches of
+    :func:`mopoe_lib.objectives.mopoe` (official code: "full", "batch_split", "subset_average").
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        encoders: Mapping[str, nn.Module],
+        decoders: Mapping[str, nn.Module],
+        likelihoods: Mapping[str, nn.Module],
+        data_shapes: Mapping[str, Sequence[int]],
+        *,
+        latent_dim: int,
+        style_dim: int = 0,
+        method: str = "mopoe",
+        rec_weights=None,
+        beta: float = 1.0,
+        beta_content: float = 1.0,
+        beta_style: float = 1.0,
+        style_weights=None,
+        prior_expert: str = "none",
+        sampling: str = "stochastic",
+        kl: str = "mixture",
+        mvae_variant: str = "joint_unimodal",
+        importance_samples: int = 1,
+        logvar_bound: float | None = 80.0,
+    ):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.modalities = tuple(modalities)
+        for part, d in (
+            ("encoders", encoders),
+            ("decoders", decoders),
+            ("likelihoods", likelihoods),
+        ):
+            if set(d) != set(self.modalities):
+                raise ValueError(f"{part} must have one entry per modality {self.modalities}")
+        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
+        self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
+        self.likelihoods = nn.ModuleDict({m: likelihoods[m] for m in self.modalities})
+        self.data_shapes = {m: tuple(data_shapes[m]) for m in self.modalities}
+        num_mod = len(self.modalities)
+        lam = torch.ones(num_mod) if rec_weights is None else torch.as_tensor(rec_weights)
+        self.register_buffer("rec_weights", lam.float().reshape(num_mod).clone())
+        sw = torch.ones(num_mod) if style_weights is None else torch.as_tensor(style_weights)
+        self.register_buffer("style_weights", sw.float().reshape(num_mod).clone())
+        self.latent_dim, self.style_dim = latent_dim, style_dim
+        self.method = method
+        self.beta, self.beta_content, self.beta_style = beta, beta_content, beta_style
+        self.prior_expert, self.sampling, self.kl = prior_expert, sampling, kl
+        self.mvae_variant, self.importance_samples = mvae_variant, importance_samples
+        self.logvar_bound = logvar_bound
+
+    # -- inputs -----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.rec_weights.device
+
+    def complete(self, x: Mapping[str, torch.Tensor], mask=None) -> dict[str, torch.Tensor]:
+        """Every modality present: absent ones and masked-out rows become zeros."""
+        given = [v for v in x.values() if v is not None]
+        if not given:
+            raise ValueError("the batch holds no modality")
+        batch = given[0].shape[0]
+        out = {}
+        for i, m in enumerate(self.modalities):
+            v = x.get(m)
+            if v is None:
+                v = torch.zeros(batch, *self.data_shapes[m], device=given[0].device)
+            elif mask is not None:
+                keep = mask[:, i].view(-1, *([1] * (v.dim() - 1)))
+                v = torch.where(keep, v, torch.zeros_like(v))
+            out[m] = v
+        return out
+
+    @staticmethod
+    def presence_mask(x: Mapping[str, torch.Tensor], modalities, batch: int, device):
+        """A (B, M) mask for a batch that lacks some modalities entirely (None if complete)."""
+        if all(x.get(m) is not None for m in modalities):
+            return None
+        cols = [torch.full((batch,), x.get(m) is not None, device=device) for m in modalities]
+        return torch.stack(cols, dim=1)
+
+    # -- encoding ---------------------------------------------------------------
+    def encode(self, x: Mapping[str, torch.Tensor]) -> Encoded:
+        """Unimodal experts of every modality (at least float32, also under autocast)."""
+        mus, lvs = zip(*(self.encoders[m](x[m]) for m in self.modalities), strict=True)
+        mu, lv = _full_precision(torch.stack(mus)), _full_precision(torch.stack(lvs))
+        if self.logvar_bound:
+            # A soft bound L tanh(lv / L) (identity for |lv| << L). Under the MVAE's prior
+            # expert nothing stops an expert's log-variance from drifting upwards (it reached
+            # +200 within 20 steps on PolyMNIST), and float32 fusion and KLs overflow past
+            # ~88 (exp) or a ~170-nat spread of log-precisions (fusion.subset_posteriors).
+            lv = self.logvar_bound * torch.tanh(lv / self.logvar_bound)
+        if not self.style_dim:
+            return Encoded(mu, lv)
+        d = self.latent_dim
+        return Encoded(mu[..., :d], lv[..., :d], mu[..., d:], lv[..., d:])
+
+    def posterior(self, x: Mapping[str, torch.Tensor], subsets=None, mask=None, enc=None):
+        """The content posterior q(z | X_k) of every subset k, from one encoder pass.
+
+        ``subsets``: (K, M) bool (default: all 2^M - 1 non-empty subsets, by size).
+        Returns a :class:`GaussianPosterior` or :class:`MixturePosterior` over (K, B, D).
+        """
+        if enc is None:
+            enc = self.encode(self.complete(x, mask))
+        subsets = S.powerset(len(self.modalities)) if subsets is None else subsets
+        if self.method.startswith("mmvae"):
+            return MixturePosterior(enc.mu, enc.logvar, subsets, mask)
+        prior = "all" if self.method == "mvae" else self.prior_expert
+        return GaussianPosterior(*subset_posteriors(enc.mu, enc.logvar, subsets, prior, mask))
+
+    # -- decoding ---------------------------------------------------------------
+    def _with_style(self, z: torch.Tensor, m: int, style) -> torch.Tensor:
+        if not self.style_dim:
+            return z
+        s = style[m].expand(*z.shape[:-1], self.style_dim)
+        return torch.cat([z, s.to(z.dtype)], dim=-1)
+
+    def decode_loglik(self, x, z: torch.Tensor, need=None, style=None) -> torch.Tensor:
+        """log p(x_m | z) for codes z (T, B, D): returns (M, T, B), not weighted.
+
+        Each decoder runs once on all (T * B) rows it needs, flattened. ``need`` (T, M)
+        skips groups whose modality is not needed (their entries are 0). ``style``:
+        (M, B, Ds) style codes, one per modality, shared by the T groups.
+        """
+        t, b, _ = z.shape
+        need_cpu = None if need is None else need.detach().to("cpu", torch.bool)
+        out = []
+        for i, m in enumerate(self.modalities):
+            groups = None if need_cpu is None else need_cpu[:, i].nonzero().squeeze(1)
+            if groups is not None and len(groups) == 0:
+                out.append(z.new_zeros(t, b))
+                continue
+            zm = z if groups is None or len(groups) == t else z[groups.to(z.device)]
+            zm = self._with_style(zm, i, style)
+            params = _full_precision(self.decoders[m](zm.reshape(-1, zm.shape[-1])))
+            params = params.view(zm.shape[0], b, *params.shape[1:])
+            ll = self.likelihoods[m].log_prob(x[m].unsqueeze(0), params)  # (T', B)
+            if zm.shape[0] != t:
+                ll = ll.new_zeros(t, b).index_copy(0, groups.to(z.device), ll)
+            out.append(ll)
+        return torch.stack(out)
+
+    def decode(self, z: torch.Tensor, style=None) -> dict[str, torch.Tensor]:
+        """The mean of p(x_m | z) for codes z (..., D); style (M, ..., Ds), default prior."""
+        if self.style_dim and style is None:
+            style = torch.randn(
+                len(self.modalities), *z.shape[:-1], self.style_dim, device=z.device
+            )
+        out = {}
+        for i, m in enumerate(self.modalities):
+            zm = self._with_style(z, i, style).reshape(-1, z.shape[-1] + self.style_dim)
+            params = _full_precision(self.decoders[m](zm))
+            out[m] = self.likelihoods[m].mean(params).view(*z.shape[:-1], *params.shape[1:])
+        return out
+
+    # -- the objective ----------------------------------------------------------
+    def objective(self, x: Mapping[str, torch.Tensor], mask=None) -> O.Objective:
+        """The per-sample bound of ``self.method`` for a batch ``{modality: (B, ...)}``.
+
+        ``mask`` (B, M) bool marks present modalities; a modality missing from ``x`` is
+        treated as absent for every sample. ``.loss()`` of the result is what to minimize.
+        """
+        first = next(v for v in x.values() if v is not None)
+        if mask is None:
+            mask = self.presence_mask(x, self.modalities, first.shape[0], first.device)
+        x = self.complete(x, mask)
+        enc = self.encode(x)
+        style = None
+        if self.style_dim:
+            style = reparameterize(enc.style_mu, enc.style_logvar)
+
+        def decode_loglik(z, need=None):
+            return self.decode_loglik(x, z, need, style)
+
+        beta = self.beta * (self.beta_content if self.style_dim else 1.0)
+        common = {"beta": beta, "rec_weights": self.rec_weights, "mask": mask}
+        mu, lv, name = enc.mu, enc.logvar, self.method
+        if name == "mopoe":
+            obj = O.mopoe(mu, lv, decode_loglik, prior_expert=self.prior_expert,
+                          sampling=self.sampling, kl=self.kl, **common)  # fmt: skip
+        elif name == "eq5":
+            obj = O.subset_elbo_average(
+                mu, lv, decode_loglik, prior_expert=self.prior_expert, **common
+            )
+        elif name == "mvae":
+            obj = O.mvae(mu, lv, decode_loglik, variant=self.mvae_variant, **common)
+        else:
+            estimator = {"mmvae": "elbo", "mmvae_iwae": "iwae", "mmvae_dreg": "dreg"}[name]
+            k = 1 if name == "mmvae" else self.importance_samples
+            obj = O.mmvae(mu, lv, decode_loglik, K=k, estimator=estimator, **common)
+        if self.style_dim:
+            obj = self._add_style_kl(obj, enc, mask)
+        return obj
+
+    def forward(self, x: Mapping[str, torch.Tensor], mask=None) -> O.Objective:
+        return self.objective(x, mask)
+
+    def _add_style_kl(self, obj: O.Objective, enc: Encoded, mask) -> O.Objective:
+        """Eq. (34): subtract beta * beta_style * sum_m w_m KL(q(s_m | x_m) || p(s_m))."""
+        kl_s = kl_std_normal(enc.style_mu, enc.style_logvar)  # (M, B)
+        if mask is not None:
+            kl_s = torch.where(mask.t(), kl_s, torch.zeros_like(kl_s))
+        kl_style = (self.style_weights.view(-1, 1) * kl_s).sum(0)
+        penalty = self.beta * self.beta_style * kl_style
+        surrogate = None if obj.surrogate is None else obj.surrogate - penalty
+        extras = dict(obj.extras, kl_content=obj.kl, kl_style=kl_style)
+        kl = self.beta_content * obj.kl + self.beta_style * kl_style
+        return O.Objective(obj.value - penalty, obj.rec, kl, surrogate=surrogate, extras=extras)
+
+    # -- generation -------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int) -> dict[str, torch.Tensor]:
+        """Unconditional generation: z ~ N(0, I) (and styles from their prior)."""
+        return self.decode(torch.randn(n, self.latent_dim, device=self.device))
+
+    @torch.no_grad()
+    def conditional_generate(self, x, subsets=None, n: int = 1, mask=None):
+        """Means of p(x_m | z) for z ~ q(z | X_k): dict m -> (n, K, B, ...).
+
+        Styles come from the prior (the official code's conditional generation).
+        """
+        z = self.posterior(x, subsets, mask).sample(n)
+        return self.decode(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x, mask=None) -> dict[str, torch.Tensor]:
+        """Decode the mean of the joint posterior (all modalities given)."""
+        full = S.full(len(self.modalities))
+        return {m: v[0] for m, v in self.decode(self.posterior(x, full, mask).mean()).items()}
+
+
+def build_model(cfg) -> MultimodalVAE:
+    """The model of a :class:`mopoe_lib.config.Config` (networks of ``cfg.dataset``)."""
+    from . import networks
+
+    mc = cfg.model
+    nets = networks.build(
+        cfg.dataset,
+        latent_dim=mc.latent_dim,
+        style_dim=mc.style_dim,
+        width=mc.width,
+        laplace_scale=mc.laplace_scale,
+        rec_weight_rule=mc.rec_weights,
+    )
+    return MultimodalVAE(
+        nets.modalities,
+        nets.encoders,
+        nets.decoders,
+        nets.likelihoods,
+        nets.data_shapes,
+        latent_dim=mc.latent_dim,
+        style_dim=mc.style_dim,
+        method=cfg.method,
+        rec_weights=nets.rec_weights,
+        beta=mc.beta,
+        beta_content=mc.beta_content,
+        beta_style=mc.beta_style,
+        style_weights=mc.style_weights,
+        prior_expert=mc.prior_expert,
+        sampling=mc.sampling,
+        kl=mc.kl,
+        mvae_variant=mc.mvae_variant,
+        importance_samples=mc.importance_samples,
+        logvar_bound=mc.logvar_bound,
+    )
+
+
+def log_mean_exp(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.logsumexp(t, dim=dim) - math.log(t.shape[dim])

@@ -1,0 +1,155 @@
+"""The trainer: learning, bitwise resumption, checkpoints, failures, configuration, CLI."""
+
+import json
+
+import pytest
+import torch
+from helpers import mst_like
+
+from mopoe_lib.config import Config, ConfigError, make_config
+from mopoe_lib.data import from_tensors
+from mopoe_lib.train import (
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    config_from_args,
+    main,
+    parse_args,
+    run,
+)
+
+
+def _cfg(**over):
+    base = {"model.latent_dim": 8, "train.batch_size": 16, "train.epochs": 2,
+            "train.checkpoint_every": 1, "eval.enabled": False}  # fmt: skip
+    return make_config("mnist_svhn_text", over.pop("method", "mopoe"), "smoke", {**base, **over})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return mst_like(48, seed=0), mst_like(16, seed=1)
+
+
+def _run(cfg, out, data, **kw):
+    return run(cfg, out, train_data=data[0], test_data=data[1], device="cpu", progress=False,
+               log=lambda *_: None, **kw)  # fmt: skip
+
+
+def _state(out):
+    return torch.load(out / "checkpoint.pt", weights_only=False)
+
+
+def test_a_short_run_lowers_the_loss(tmp_path, data):
+    cfg = _cfg(**{"train.epochs": 4})
+    metrics = _run(cfg, tmp_path, data)
+    losses = [
+        json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()
+    ]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0]
+    assert metrics["train"]["epochs"] == 4 and metrics["train"]["global_step"] == 12
+    assert metrics["device"] == "cpu" and metrics["data"]["train"]["source"] == "tensors"
+
+
+@pytest.mark.parametrize("method", ["mopoe", "mmvae_dreg"])
+def test_resume_gives_bitwise_the_uninterrupted_run(tmp_path, data, method):
+    full, part = tmp_path / "full", tmp_path / "part"
+    _run(_cfg(method=method, **{"model.importance_samples": 2}), full, data)
+    _run(_cfg(method=method, **{"train.epochs": 1, "model.importance_samples": 2}), part, data)
+    assert _state(part)["epoch"] == 1
+    _run(_cfg(method=method, **{"model.importance_samples": 2}), part, data, resume=True)
+    a, b = _state(full), _state(part)
+    assert a["epoch"] == b["epoch"] == 2
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert torch.equal(a["torch_rng"], b["torch_rng"])
+    assert torch.equal(a["generator"], b["generator"])
+    for sa, sb in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    assert not list(part.glob(".*tmp*")), "temporary checkpoint files were left behind"
+    logs = (part / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in logs] == [1, 2]
+
+
+def test_resume_after_a_crash_drops_log_lines_past_the_checkpoint(tmp_path, data):
+    _run(_cfg(**{"train.epochs": 1}), tmp_path, data)
+    with open(tmp_path / "log.jsonl", "a") as f:  # epoch 2 was logged, then the run died
+        f.write(json.dumps({"epoch": 2, "loss": 0.0}) + "\n")
+    _run(_cfg(), tmp_path, data, resume=True)
+    epochs = [
+        json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()
+    ]
+    assert epochs == [1, 2]
+
+
+def test_checkpoint_from_another_config_or_data_is_refused(tmp_path, data):
+    _run(_cfg(**{"train.epochs": 1}), tmp_path, data)
+    with pytest.raises(CheckpointMismatchError, match=r"model\.beta: checkpoint 5\.0 vs now 1\.0"):
+        _run(_cfg(**{"model.beta": 1.0}), tmp_path, data, resume=True)
+    other = (mst_like(48, seed=5), data[1])
+    with pytest.raises(CheckpointMismatchError, match="other data"):
+        _run(_cfg(), tmp_path, other, resume=True)
+    with pytest.raises(FileExistsError, match="--resume"):
+        _run(_cfg(), tmp_path, data)
+
+
+def test_a_non_finite_loss_names_the_step_and_the_term(tmp_path, data):
+    x = {m: t.clone() for m, t in data[0].data.items()}
+    x["svhn"][7] = float("nan")
+    bad = from_tensors(x, data[0].labels)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step \d+ .*rec\[svhn\]"):
+        _run(_cfg(), tmp_path, (bad, data[1]))
+
+
+def test_evaluation_writes_every_metric(tmp_path, data):
+    cfg = _cfg(**{"train.epochs": 2, "train.eval_every": 1, "eval.enabled": True, "eval.n_test": 16,
+                  "eval.ll_n_test": 4, "eval.ll_samples": 3, "eval.joint_samples": 20,
+                  "eval.classifier_epochs": 1, "eval.lr_train_samples": 40,
+                  "eval.classifier_dir": str(tmp_path / "clf")})  # fmt: skip
+    metrics = _run(cfg, tmp_path / "run", data)
+    ev = metrics["eval"]
+    assert len(ev["subsets"]) == 7
+    assert set(ev["latent_classification"]["by_num_inputs"]) == {"1", "2", "3"}
+    assert set(ev["coherence"]["by_num_inputs"]) == {"1", "2"}
+    assert 0 <= ev["coherence"]["joint"] <= 1
+    assert ev["log_likelihood"]["importance_samples"] == 3
+    assert len(list((tmp_path / "clf").glob("*.pt"))) == 3
+    assert [p.name for p in (tmp_path / "run" / "eval").iterdir()] == ["epoch_0001.json"]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["eval"]["coherence"]["conditional"]["mnist"].keys() == {"mnist", "svhn", "text"}
+    for key in ("wall_time_s", "device", "profile", "seed", "data"):
+        assert key in saved
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.latnt_dim'.*latent_dim"):
+        make_config("polymnist", "mopoe", "cpu", {"model.latnt_dim": 3})
+    with pytest.raises(ConfigError, match="unknown config key 'optimizer'"):
+        Config.from_dict({"optimizer": {"lr": 1}})
+    with pytest.raises(ConfigError, match="method must be one of"):
+        make_config("polymnist", "poe", "cpu")
+    with pytest.raises(ConfigError, match="model.sampling must be one of"):
+        make_config("polymnist", "mopoe", "cpu", {"model.sampling": "random"})
+    with pytest.raises(ConfigError, match="integer"):
+        make_config("polymnist", "mopoe", "cpu", {"train.epochs": 1.5})
+    with pytest.raises(ConfigError, match="celeba only"):
+        make_config("polymnist", "mopoe", "cpu", {"model.style_dim": 2})
+    cfg = make_config("celeba", "mopoe", "paper")
+    assert (cfg.model.latent_dim, cfg.model.style_dim, cfg.train.lr) == (32, 32, 5e-4)
+    assert make_config("mnist_svhn_text", "mvae", "paper").model.beta == 5.0
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_command_line_arguments():
+    args = parse_args(["--dataset", "mnist_svhn_text", "--model", "mopoe", "--profile", "paper",
+                       "--out", "x", "--epochs", "3", "--seed", "7",
+                       "--set", "model.prior_expert=full", "--set", "model.beta=2.5"])  # fmt: skip
+    cfg = config_from_args(args)
+    assert (cfg.train.epochs, cfg.seed, cfg.model.prior_expert, cfg.model.beta) == (
+        3,
+        7,
+        "full",
+        2.5,
+    )
+    assert main(["--dataset", "polymnist", "--model", "mopoe", "--out", "x",
+                 "--set", "train.nope=1"]) == 2  # fmt: skip
