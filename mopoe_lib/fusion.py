@@ -9,7 +9,7 @@ product of the unimodal Gaussian experts it contains (Definition 1):
 Both sums over m are a (K, M) x (M, B*D) matrix product, so all 2^M - 1 subsets are
 fused at once, with no Python loop over subsets. Precisions are computed relative to
 a reference at each (sample, dimension), so that log-variances far outside
-[-30, 30] give finite values and gradients instead of overflow.
+[-30, 30] give finite values and gradients, and any log-variances finite values.
 """
 
 from __future__ import annotations
@@ -139,10 +139,13 @@ def subset_posteriors(
         hi, lo = torch.clamp_min(hi, 0.0), torch.clamp_max(lo, 0.0)
     # Precisions are taken relative to the midpoint of the experts' log-precisions at each
     # (sample, dimension): relative precisions then lie in [e^-s/2, e^s/2] for a spread s,
-    # so values and gradients stay finite in float32 for spreads up to ~170 nats (the
+    # so values and gradients stay finite in float32 for spreads up to ~160 nats (the
     # largest precision as reference would underflow a lone vague expert at s > ~87 and
-    # overflow its gradient already at s = 60). The result does not depend on the shift.
-    shift = (0.5 * (hi + lo)).detach()  # (B, D)
+    # overflow its gradient already at s = 60). Beyond that the reference moves up so the
+    # largest relative precision stays e^80: nothing overflows, and the vaguest experts
+    # fade to zero precision, as in the official code. The result does not depend on the
+    # shift wherever nothing underflows.
+    shift = torch.maximum(0.5 * (hi + lo), hi - 80.0).detach()  # (B, D)
     w = torch.exp(neg - shift)
     if mask is not None:
         w = torch.where(present, w, torch.zeros_like(w))
@@ -157,10 +160,11 @@ def subset_posteriors(
     if any_prior:
         prior_col = flags_cpu.to(device=mu.device, dtype=mu.dtype).view(-1, 1, 1)
         w_sum = w_sum + prior_col * torch.exp(-shift)
-    # Only subsets without any expert have w_sum == 0.
+    # w_sum is 0 only for subsets without any expert, or for a lone expert so vague that
+    # its relative precision underflowed (spreads beyond ~160 nats): its variance is then
+    # capped near e^(shift + 87) instead of NaN.
     need_clamp = mask is not None or not every_subset_valid
-    if need_clamp:
-        w_sum = w_sum.clamp_min(torch.finfo(w_sum.dtype).tiny)
+    w_sum = w_sum.clamp_min(torch.finfo(w_sum.dtype).tiny)
     if torch.is_grad_enabled() and (mu.requires_grad or logvar.requires_grad):
         mu_k = mu_k / w_sum
         logvar_k = -(shift + torch.log(w_sum))

@@ -44,9 +44,10 @@ class Laplace(Likelihood):
         super().__init__(ndim_data)
         if scale <= 0:
             raise ValueError(f"Laplace scale must be positive, got {scale}")
-        log_scale = torch.tensor(math.log(scale))
+        # float64 so that the fixed scale is exact in float64 models too (0.75 is not a float32)
+        log_scale = torch.tensor(math.log(scale), dtype=torch.float64)
         if learn_scale:
-            self.log_scale = nn.Parameter(log_scale)
+            self.log_scale = nn.Parameter(log_scale.float())
         else:
             self.register_buffer("log_scale", log_scale)
 
@@ -64,9 +65,9 @@ class Gaussian(Likelihood):
 
     def __init__(self, ndim_data: int, scale: float = 1.0, learn_scale: bool = False):
         super().__init__(ndim_data)
-        log_scale = torch.tensor(math.log(scale))
+        log_scale = torch.tensor(math.log(scale), dtype=torch.float64)
         if learn_scale:
-            self.log_scale = nn.Parameter(log_scale)
+            self.log_scale = nn.Parameter(log_scale.float())
         else:
             self.register_buffer("log_scale", log_scale)
 

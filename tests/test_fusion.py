@@ -50,6 +50,21 @@ def test_extreme_logvars_give_finite_fusion_and_gradients(seed, prior):
     assert torch.isfinite(mu.grad).all() and torch.isfinite(lv.grad).all()
 
 
+@pytest.mark.parametrize("prior", ["none", "full"])
+def test_spreads_beyond_float32_range_stay_finite_and_vague_experts_fade(prior):
+    """An MVAE expert drifting to logvar +237 next to a precise one (logvar -60): the
+    vague expert's precision is negligible, so every subset containing the precise expert
+    is the precise expert, and nothing overflows."""
+    mu = torch.randn(3, 2, 4)
+    lv = torch.tensor([-60.0, 237.0, 0.0]).view(3, 1, 1).expand(3, 2, 4).clone()
+    ps = S.powerset(3)
+    m_k, lv_k = subset_posteriors(mu, lv, ps, prior)
+    assert torch.isfinite(m_k).all() and torch.isfinite(lv_k).all()
+    with_precise = ps[:, 0]
+    torch.testing.assert_close(lv_k[with_precise], torch.full_like(lv_k[with_precise], -60.0))
+    torch.testing.assert_close(m_k[with_precise], mu[0].expand_as(m_k[with_precise]))
+
+
 def test_prior_expert_options():
     torch.manual_seed(0)
     mu, lv = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
