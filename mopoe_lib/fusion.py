@@ -150,21 +150,24 @@ def subset_posteriors(
     if mask is not None:
         w = torch.where(present, w, torch.zeros_like(w))
     # Only the two (K, B, D) outputs are allocated; the rest is done in place, since
-    # at this size fresh temporaries cost more (page faults) than the arithmetic.
+    # at this size fresh temporaries cost more (page faults) than the arithmetic. The
+    # prior expert (mean 0, log-precision 0) joins the matrix product as one more row.
+    if any_prior:
+        sel = torch.cat([sel, flags_cpu.to(device=mu.device, dtype=mu.dtype).unsqueeze(1)], dim=1)
+        w = torch.cat([w, torch.exp(-shift).unsqueeze(0)])
+        mu = torch.cat([mu, torch.zeros_like(mu[:1])])
+    n_rows = w.shape[0]
     if mask is None:
-        w_sum = (sel @ w.reshape(num_mod, -1)).reshape(-1, batch, dim)
-        mu_k = (sel @ (mu * w).reshape(num_mod, -1)).reshape(-1, batch, dim)
+        w_sum = (sel @ w.reshape(n_rows, -1)).reshape(-1, batch, dim)
+        mu_k = (sel @ (mu * w).reshape(n_rows, -1)).reshape(-1, batch, dim)
     else:
         w_sum = torch.einsum("km,mbd->kbd", sel, w)
         mu_k = torch.einsum("km,mbd->kbd", sel, mu * w)
-    if any_prior:
-        prior_col = flags_cpu.to(device=mu.device, dtype=mu.dtype).view(-1, 1, 1)
-        w_sum = w_sum + prior_col * torch.exp(-shift)
     # w_sum is 0 only for subsets without any expert, or for a lone expert so vague that
     # its relative precision underflowed (spreads beyond ~160 nats): its variance is then
-    # capped near e^(shift + 87) instead of NaN.
+    # capped near e^(shift + 87) instead of NaN. (In place: the product saved its inputs.)
     need_clamp = mask is not None or not every_subset_valid
-    w_sum = w_sum.clamp_min(torch.finfo(w_sum.dtype).tiny)
+    w_sum.clamp_min_(torch.finfo(w_sum.dtype).tiny)
     if torch.is_grad_enabled() and (mu.requires_grad or logvar.requires_grad):
         mu_k = mu_k / w_sum
         logvar_k = -(shift + torch.log(w_sum))
@@ -172,7 +175,7 @@ def subset_posteriors(
         mu_k = mu_k.div_(w_sum)
         logvar_k = w_sum.log_().add_(shift).neg_()
     if need_clamp:
-        valid = subset_validity(sel.bool(), mask, prior_expert).unsqueeze(-1)  # (K, B|1, 1)
+        valid = subset_validity(subsets_cpu.to(mu.device), mask, prior_expert).unsqueeze(-1)
         mu_k = torch.where(valid, mu_k, torch.zeros_like(mu_k))
         logvar_k = torch.where(valid, logvar_k, torch.zeros_like(logvar_k))
     return mu_k, logvar_k
