@@ -1,0 +1,261 @@
+"""What the training chapters share: train-or-load, metrics files, comparison and claims tables.
+
+A chapter calls :func:`train_or_load` once per model. A run lives in
+``runs_root/<dataset>/<method>/<profile>-seed<seed>-<config hash>/``; when that folder
+holds finished metrics for the same configuration and data, the chapter reuses the
+checkpoint that the same code wrote instead of training again; an interrupted run
+resumes from its last checkpoint. The results a chapter reports go through
+:func:`write_chapter_metrics` (machine-readable JSON) and :func:`comparison_rows` /
+:func:`claims_table` (the "published | this run | data | profile" tables of the book).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import published
+from .config import Config, make_config
+from .model import MultimodalVAE, build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Run:
+    """One trained (or reloaded) model and everything known about how it was obtained."""
+
+    cfg: Config
+    model: MultimodalVAE
+    metrics: dict
+    out: Path
+    trained_now: bool
+
+    @property
+    def eval(self) -> dict:
+        return self.metrics.get("eval", {})
+
+    @property
+    def cost(self) -> str:
+        """Wall time, device, profile and seed, the cost that every result carries."""
+        wt = self.metrics.get("wall_time_s", {})
+        return (f"{self.cfg.dataset}/{self.cfg.method}: {wt.get('total', float('nan')):.0f} s on "
+                f"{self.metrics.get('device_name', self.metrics.get('device'))}, profile "
+                f"{self.cfg.profile}, seed {self.cfg.seed}")  # fmt: skip
+
+
+@dataclass
+class ChapterPaths:
+    data_root: Path
+    runs_root: Path
+    metrics_path: Path
+
+
+def chapter_paths(
+    chapter: str,
+    profile: str,
+    data_root: str | Path | None = None,
+    runs_root: str | Path | None = None,
+    metrics_path: str | Path | None = None,
+) -> ChapterPaths:
+    """Resolve a chapter's parameters to paths (None means the book's defaults).
+
+    Defaults: data in ``<repo>/data`` (``<repo>/data/smoke`` for the smoke profile, so tiny
+    smoke sets never replace the offline data), runs in ``<repo>/runs``, and metrics in
+    ``book/experiments/executed/<chapter>.<profile>.metrics.json``.
+    """
+    if data_root is None:
+        data_root = ROOT / "data" / "smoke" if profile == "smoke" else ROOT / "data"
+    if runs_root is None:
+        runs_root = ROOT / "runs"
+    if metrics_path is None:
+        metrics_path = (
+            ROOT / "book" / "experiments" / "executed" / f"{chapter}.{profile}.metrics.json"
+        )
+    return ChapterPaths(Path(data_root), Path(runs_root), Path(metrics_path))
+
+
+def config_hash(cfg: Config) -> str:
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_dir(cfg: Config, runs_root: str | Path) -> Path:
+    return (
+        Path(runs_root)
+        / cfg.dataset
+        / cfg.method
+        / f"{cfg.profile}-seed{cfg.seed}-{config_hash(cfg)}"
+    )
+
+
+def train_or_load(
+    dataset: str,
+    method: str,
+    *,
+    profile: str,
+    seed: int = 0,
+    device: str = "cpu",
+    data_root: str | Path = ROOT / "data",
+    runs_root: str | Path = ROOT / "runs",
+    overrides: dict | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> Run:
+    """Train one model of a chapter, or reload the run that the same code wrote before.
+
+    ``overrides`` are dotted config keys (``{"model.beta": 1.0}``) on top of the profile.
+    """
+    from .train import run as train_run
+
+    cfg = make_config(dataset, method, profile, dict(overrides or {}, seed=seed))
+    out = run_dir(cfg, runs_root)
+    metrics_path = out / "metrics.json"
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        if metrics.get("config") == cfg.to_dict():
+            model = build_model(cfg)
+            state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+            model.load_state_dict(state["model"])
+            log(
+                f"[experiment] reusing {out} (trained before: {metrics['wall_time_s']['total']:.0f} s)"
+            )
+            return Run(cfg, model.to(device).eval(), metrics, out, trained_now=False)
+    resume = (out / "checkpoint.pt").is_file()
+    metrics = train_run(cfg, out, data_root=data_root, resume=resume, device=device,
+                        progress=progress, log=log)  # fmt: skip
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    return Run(cfg, model.to(device).eval(), metrics, out, trained_now=True)
+
+
+# ---------------------------------------------------------------------------
+# metrics files
+
+
+def data_description(run: Run) -> str:
+    """Which data a run used, in words, with stand-ins named as such."""
+    info = run.metrics.get("data", {}).get("train") or {}
+    desc = info.get("description") or info.get("source") or run.cfg.dataset
+    if info.get("stand_in"):
+        return f"{desc} (stand-in)"
+    return desc
+
+
+def comparable_to_paper(run: Run) -> bool:
+    info = run.metrics.get("data", {}).get("train") or {}
+    return bool(info.get("comparable_to_paper")) and run.cfg.profile == "paper"
+
+
+@dataclass
+class Claim:
+    """A qualitative claim of the paper, checked on this run's numbers."""
+
+    text: str
+    held: bool
+    detail: str = ""
+    source: str = ""
+
+
+def write_chapter_metrics(
+    path: str | Path,
+    chapter: str,
+    runs: Iterable[Run],
+    values: list[dict],
+    claims: Iterable[Claim] = (),
+    extra: dict | None = None,
+) -> dict:
+    """Write a chapter's results as JSON: every reported value, the claims, and their cost.
+
+    ``values`` are dicts with at least ``table``, ``row``, ``column``, ``value`` (the keys of
+    :mod:`mopoe_lib.published`), so tests can compare them with the published numbers.
+    """
+    runs = list(runs)
+    doc = {
+        "chapter": chapter,
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "profile": sorted({r.cfg.profile for r in runs}),
+        "comparable_to_paper": all(comparable_to_paper(r) for r in runs) if runs else False,
+        "runs": [
+            {
+                "dataset": r.cfg.dataset,
+                "method": r.cfg.method,
+                "profile": r.cfg.profile,
+                "seed": r.cfg.seed,
+                "device": r.metrics.get("device_name"),
+                "wall_time_s": r.metrics.get("wall_time_s"),
+                "data": data_description(r),
+                "run_dir": str(r.out),
+                "trained_now": r.trained_now,
+            }
+            for r in runs
+        ],  # fmt: skip
+        "values": values,
+        "claims": [c.__dict__ for c in claims],
+        **(extra or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return doc
+
+
+# ---------------------------------------------------------------------------
+# tables for the book
+
+
+def comparison_rows(table: str, values: dict[tuple[str, str], float], data: str, profile: str,
+                    fmt: str = "{:.2f}") -> list[list[str]]:  # fmt: skip
+    """Rows "model | column | published | this run | data | profile" for a published table.
+
+    ``values`` maps (row, column) of the published table to this run's number.
+    """
+    rows = []
+    for (row, column), value in values.items():
+        pub = published.lookup(table, row, column)
+        p = fmt.format(pub.value) + (f" ± {fmt.format(pub.std)}" if pub.std is not None else "")
+        rows.append([row, column, p, fmt.format(value), data, profile])
+    return rows
+
+
+def html_table(header: list[str], rows: list[list], caption: str = "") -> str:
+    """A plain HTML table (rendered by Jupyter and the book; no pandas needed)."""
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def show_comparison(table: str, values: dict[tuple[str, str], float], data: str, profile: str,
+                    fmt: str = "{:.2f}"):  # fmt: skip
+    from IPython.display import HTML
+
+    title = published.tables()[table]["title"]
+    header = ["model", "column", "published", "this run", "data", "profile"]
+    return HTML(html_table(header, comparison_rows(table, values, data, profile, fmt), title))
+
+
+def claims_table(claims: Iterable[Claim]):
+    from IPython.display import HTML
+
+    rows = [[c.text, "held" if c.held else "not held", c.detail] for c in claims]
+    return HTML(html_table(["claim of the paper", "this run", "numbers"], rows))
+
+
+@dataclass
+class Timer:
+    """Wall time of a chapter, reported with its results."""
+
+    start: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
