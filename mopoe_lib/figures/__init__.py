@@ -1,0 +1,1 @@
+"""Figures of the training chapters: one module per data set, drawn from mopoe_lib results."""
