@@ -50,10 +50,6 @@ def _is_current(executed: Path, source_hash: str, params: dict) -> bool:
     )
 
 
-def training_chapters() -> list[Path]:
-    return sorted(EXPERIMENTS.glob("[0-9]*.ipynb"))
-
-
 def run_training_chapters(
     profile: str,
     device: str = "cpu",
@@ -62,19 +58,31 @@ def run_training_chapters(
     force: bool = False,
     only: list[str] | None = None,
     out_dir: Path = EXECUTED,
+    runs_root: str | None = None,
+    metrics_dir: str | Path | None = None,
+    sources: Path = EXPERIMENTS,
 ) -> list[dict]:
-    """Execute every training chapter with papermill; returns one record per chapter."""
+    """Execute every training chapter with papermill; returns one record per chapter.
+
+    ``metrics_dir`` receives each chapter's ``<chapter>.<profile>.metrics.json`` (default:
+    next to the executed copies); ``runs_root`` the trained models (default: ``runs/``).
+    """
     import nbformat
     import papermill as pm
 
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"profile": profile, "device": device, "seed": seed}
-    if data_root:
-        params["data_root"] = str(data_root)
     records = []
-    for src in training_chapters():
+    for src in sorted(Path(sources).glob("[0-9]*.ipynb")):
         if only and not any(o in src.stem for o in only):
             continue
+        params = {"profile": profile, "device": device, "seed": seed}
+        if data_root:
+            params["data_root"] = str(data_root)
+        if runs_root:
+            params["runs_root"] = str(runs_root)
+        if metrics_dir:
+            params["metrics_path"] = str(Path(metrics_dir) / f"{src.stem}.{profile}.metrics.json")
         dst = out_dir / src.name
         h = _source_hash(src)
         if not force and _is_current(dst, h, params):
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--runs-root", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--force", action="store_true", help="re-run even if an executed copy is current"

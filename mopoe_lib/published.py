@@ -55,6 +55,35 @@ def lookup(table: str, row: str, column: str) -> Published:
     return Published(table, row, column, value, std, t["source"])
 
 
+def tolerance(table: str, pub: Published) -> float:
+    """The largest accepted |this run - published| for a paper-profile run on real data."""
+    tol = tables()[table]["tolerance"]
+    floor = tol.get("abs", 0.0) or tol.get("rel", 0.0) * abs(pub.value)
+    return max(tol.get("std_multiple", 0.0) * (pub.std or 0.0), floor)
+
+
+def check(values: list[dict]) -> list[str]:
+    """Compare reported values with the published ones; returns one line per failure.
+
+    ``values`` are dicts with ``table``, ``row``, ``column``, ``value``; values of tables
+    that are not published (a chapter's own curves) are ignored.
+    """
+    failures = []
+    for v in values:
+        if v.get("table") not in tables():
+            continue
+        pub = lookup(v["table"], v["row"], v["column"])
+        tol = tolerance(v["table"], pub)
+        if not abs(v["value"] - pub.value) <= tol:
+            failures.append(
+                f"{v['table']} {v['row']} {v['column']}: this run {v['value']:.4g}, published "
+                f"{pub.value:g}"
+                + (f" ± {pub.std:g}" if pub.std is not None else "")
+                + f" (tolerance {tol:.3g})"
+            )
+    return failures
+
+
 def entries(table: str | None = None) -> list[Published]:
     """Every published number (of one table, or of all)."""
     out = []

@@ -79,10 +79,10 @@ def _toc_files(toc_path: Path) -> list[str]:
 PAGES = _toc_files(TOC)
 
 
-def _source_of(docname: str) -> str:
+def _source_of(docname: str, root: Path = ROOT) -> str:
     """The markdown text of a page's source (.md or the markdown cells of an .ipynb)."""
     for suffix in (".md", ".ipynb", ".rst"):
-        path = ROOT / (docname + suffix)
+        path = root / (docname + suffix)
         if path.exists():
             if suffix != ".ipynb":
                 return path.read_text()
@@ -260,11 +260,11 @@ def test_vendored_assets_are_in_the_build(book_html):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("docname", PAGES)
-def test_header_buttons_work_offline(book_html, docname):
+def test_header_buttons_work_offline(book_html, book_source, docname):
     """Download buttons only: no launch (Binder, Colab, JupyterHub, Thebe), no repository,
     issue or edit buttons."""
     html = (book_html / f"{docname}.html").read_text()
-    suffix = next(s for s in (".ipynb", ".md", ".rst") if (ROOT / (docname + s)).exists())
+    suffix = next(s for s in (".ipynb", ".md", ".rst") if (book_source / (docname + s)).exists())
     assert "dropdown-download-buttons" in html
     assert f'href="{"../" * docname.count("/")}_sources/{docname}{suffix}"' in html
     for button in (
@@ -331,7 +331,7 @@ def _check_links(links: list[str], base: str, cache: dict) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("docname", PAGES)
-def test_page_renders_offline(visit, book_html, screenshot_dir, site, docname):
+def test_page_renders_offline(visit, book_html, book_source, screenshot_dir, site, docname):
     html = (book_html / f"{docname}.html").read_text()
     parsed = _parse(html)
     v = visit(f"{docname}.html")
@@ -356,8 +356,9 @@ def test_page_renders_offline(visit, book_html, screenshot_dir, site, docname):
         checks.append(f"untypeset TeX in the text: {raw_tex!r}")
 
     # sphinx-proof blocks: as many rendered as the source declares, of each kind
-    for kind in set(PROOF_DIRECTIVE.findall(_source_of(docname))):
-        declared = len(re.findall(rf"\{{prf:{kind}\}}", _source_of(docname)))
+    source = _source_of(docname, book_source)
+    for kind in set(PROOF_DIRECTIVE.findall(source)):
+        declared = len(re.findall(rf"\{{prf:{kind}\}}", source))
         shown = page.evaluate(
             # lemmas are `proof lemma admonition`, proofs plain `proof admonition`
             """kind => Array.from(document.querySelectorAll('div.proof')).filter(el => {
