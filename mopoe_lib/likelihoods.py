@@ -26,6 +26,16 @@ class Likelihood(nn.Module):
         super().__init__()
         self.ndim_data = ndim_data
 
+    def _set_scale(self, scale: float, learn: bool) -> None:
+        """``log_scale``: a learned parameter, or a fixed buffer that is exact in float64."""
+        if scale <= 0:
+            raise ValueError(f"{type(self).__name__} scale must be positive, got {scale}")
+        log_scale = torch.tensor(math.log(scale), dtype=torch.float64)  # 0.75 is no float32
+        if learn:
+            self.log_scale = nn.Parameter(log_scale.float())
+        else:
+            self.register_buffer("log_scale", log_scale)
+
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -42,14 +52,7 @@ class Laplace(Likelihood):
 
     def __init__(self, ndim_data: int, scale: float = 0.75, learn_scale: bool = False):
         super().__init__(ndim_data)
-        if scale <= 0:
-            raise ValueError(f"Laplace scale must be positive, got {scale}")
-        # float64 so that the fixed scale is exact in float64 models too (0.75 is not a float32)
-        log_scale = torch.tensor(math.log(scale), dtype=torch.float64)
-        if learn_scale:
-            self.log_scale = nn.Parameter(log_scale.float())
-        else:
-            self.register_buffer("log_scale", log_scale)
+        self._set_scale(scale, learn_scale)
 
     def log_prob(self, x, params):
         log_b = self.log_scale.to(params.dtype)
@@ -65,11 +68,7 @@ class Gaussian(Likelihood):
 
     def __init__(self, ndim_data: int, scale: float = 1.0, learn_scale: bool = False):
         super().__init__(ndim_data)
-        log_scale = torch.tensor(math.log(scale), dtype=torch.float64)
-        if learn_scale:
-            self.log_scale = nn.Parameter(log_scale.float())
-        else:
-            self.register_buffer("log_scale", log_scale)
+        self._set_scale(scale, learn_scale)
 
     def log_prob(self, x, params):
         log_s = self.log_scale.to(params.dtype)
