@@ -4,6 +4,7 @@
 #   make test   the whole test suite, exactly as CI runs it (.ci/run calls this)
 # Both create (or reuse) the virtual environment .venv inside the checkout.
 
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
