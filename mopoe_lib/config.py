@@ -58,6 +58,9 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     steps_per_epoch: int | None = None  # None: every full batch of the training set
     checkpoint_every: int = 5  # epochs; the last epoch is always saved
+    # Also every this many optimizer steps within an epoch (0: off), so that an interrupted
+    # long epoch loses at most this many steps; resuming continues at the exact step.
+    checkpoint_every_steps: int = 0
     eval_every: int = 0  # epochs; 0: evaluate only at the end
     bf16: bool = False  # autocast on CUDA
     compile: bool = False  # torch.compile the encoders and decoders (CUDA)
@@ -72,6 +75,10 @@ class DataConfig:
     # to prepare the real (or offline) data.
     prepare: dict | None = None
     require_real: bool = False  # refuse stand-ins and never prepare offline data
+    # Incomplete training data: every modality of every training sample is missing with this
+    # probability (independently; at least one kept), drawn once from the run's seed
+    # (mopoe_lib.data.drop_modalities). The mask travels with each batch into the objective.
+    missing_ratio: float = 0.0
 
 
 @dataclass
@@ -263,6 +270,19 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.train.checkpoint_every_steps < 0:
+        raise ConfigError(
+            f"train.checkpoint_every_steps must be >= 0 (0: off), got {cfg.train.checkpoint_every_steps}"
+        )
+    if not isinstance(cfg.data.missing_ratio, int | float) or not 0 <= cfg.data.missing_ratio < 1:
+        raise ConfigError(
+            f"data.missing_ratio must be a number in [0, 1), got {cfg.data.missing_ratio!r}"
+        )
+    if cfg.data.missing_ratio and cfg.method == "mopoe" and cfg.model.sampling == "batch_split":
+        raise ConfigError(
+            "data.missing_ratio > 0 needs per-sample masks, which model.sampling='batch_split' "
+            "does not support; use model.sampling='stochastic' or 'stratified'"
+        )
     if cfg.model.style_dim and cfg.dataset != "celeba":
         raise ConfigError("model.style_dim > 0 (modality-specific latents) is for celeba only")
 

@@ -19,7 +19,8 @@ import torch
 
 
 class DataError(RuntimeError):
-    """The requested data cannot be loaded (not prepared, or a stand-in where real was required)."""
+    """The requested data cannot be loaded or used (not prepared, corrupt, a stand-in where
+    real was required, or tensors that do not fit the model)."""
 
 
 def _identity(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -32,7 +33,9 @@ class TensorData:
 
     ``rows[m]`` (N,), when given, maps sample i to row ``rows[m][i]`` of ``data[m]``, so
     unique images are stored once (MNIST-SVHN-Text pairs). ``info`` describes the source
-    (``source``, ``stand_in``, ``description``, ``manifest_id``, ...).
+    (``source``, ``stand_in``, ``description``, ``manifest_id``, ...). ``mask`` (N, M) bool,
+    when given, marks which modalities (in the order of ``data``) each sample has; the
+    values of a missing modality are never read by the model (see :func:`drop_modalities`).
     """
 
     data: dict[str, torch.Tensor]
@@ -40,6 +43,7 @@ class TensorData:
     decode: Callable[[dict], dict] = _identity
     info: dict = field(default_factory=dict)
     rows: dict[str, torch.Tensor] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -50,6 +54,10 @@ class TensorData:
 
     def batch(self, idx: torch.Tensor, modalities=None) -> dict[str, torch.Tensor]:
         """Samples ``idx`` in model format (float tensors), optionally of some modalities."""
+        if modalities is not None:
+            unknown = [m for m in modalities if m not in self.data]
+            if unknown:
+                raise DataError(f"unknown modalities {unknown}; this data holds {list(self.data)}")
         out = {}
         for m, t in self.data.items():
             if modalities is not None and m not in modalities:
@@ -58,37 +66,190 @@ class TensorData:
             out[m] = t[idx if r is None else r[idx]]
         return self.decode(out)
 
+    def batch_mask(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """The (B, M) presence mask of samples ``idx`` (None when every sample is complete)."""
+        return None if self.mask is None else self.mask[idx]
+
     def to(self, device) -> TensorData:
         move = {m: t.to(device) for m, t in self.data.items()}
         rows = {m: r.to(device) for m, r in self.rows.items()}
-        return TensorData(move, self.labels.to(device), self.decode, self.info, rows)
+        mask = None if self.mask is None else self.mask.to(device)
+        return TensorData(move, self.labels.to(device), self.decode, self.info, rows, mask)
 
     def subset(self, n: int | None) -> TensorData:
         """The first n samples (all when n is None or larger)."""
         if n is None or n >= len(self):
             return self
+        mask = None if self.mask is None else self.mask[:n]
         if self.rows:
             rows = {m: r[:n] for m, r in self.rows.items()}
             data = {m: t if m in rows else t[:n] for m, t in self.data.items()}
-            return TensorData(data, self.labels[:n], self.decode, self.info, rows)
+            return TensorData(data, self.labels[:n], self.decode, self.info, rows, mask)
         data = {m: t[:n] for m, t in self.data.items()}
-        return TensorData(data, self.labels[:n], self.decode, self.info)
+        return TensorData(data, self.labels[:n], self.decode, self.info, mask=mask)
 
     def data_id(self) -> str:
-        """The manifest id when known, else a hash of the tensors (synthetic data)."""
-        if self.info.get("manifest_id"):
-            return self.info["manifest_id"]
+        """The manifest id when known, else a hash of the tensors (synthetic data); a
+        presence mask is part of the id."""
         h = hashlib.sha256()
-        for m in sorted(self.data):
-            h.update(m.encode())
-            h.update(self.data[m].detach().cpu().contiguous().numpy().tobytes())
-        h.update(self.labels.detach().cpu().contiguous().numpy().tobytes())
+        if self.info.get("manifest_id"):
+            if self.mask is None:
+                return self.info["manifest_id"]
+            h.update(self.info["manifest_id"].encode())
+        else:
+            for m in sorted(self.data):
+                h.update(m.encode())
+                h.update(self.data[m].detach().cpu().contiguous().numpy().tobytes())
+            h.update(self.labels.detach().cpu().contiguous().numpy().tobytes())
+        if self.mask is not None:
+            h.update(b"mask")
+            h.update(self.mask.detach().cpu().contiguous().numpy().tobytes())
+            return "masked-" + h.hexdigest()[:16]
         return "tensors-" + h.hexdigest()[:16]
 
 
-def from_tensors(data: dict[str, torch.Tensor], labels: torch.Tensor, **info) -> TensorData:
-    """Wrap in-memory model-format tensors (tests, notebooks)."""
-    return TensorData(dict(data), labels, _identity, dict(info, source="tensors", stand_in=False))
+def from_tensors(
+    data: dict[str, torch.Tensor], labels: torch.Tensor, mask: torch.Tensor | None = None, **info
+) -> TensorData:
+    """Wrap in-memory model-format tensors (tests, notebooks); ``mask`` as in TensorData."""
+    info = dict(info, source="tensors", stand_in=False)
+    return TensorData(dict(data), labels, _identity, info, mask=mask)
+
+
+def missing_mask(n: int, num_modalities: int, missing_ratio: float, seed: int = 0) -> torch.Tensor:
+    """A (n, M) presence mask: each modality of each sample is missing independently with
+    probability ``missing_ratio``, and a sample that would lose every modality keeps one
+    chosen uniformly. Drawn once from its own seeded generator (the same for every call
+    with the same arguments, whatever the global RNG)."""
+    if not 0.0 <= missing_ratio < 1.0:
+        raise ValueError(f"missing_ratio must be in [0, 1), got {missing_ratio!r}")
+    if num_modalities < 1:
+        raise ValueError(f"num_modalities must be >= 1, got {num_modalities}")
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(n, num_modalities, generator=g) >= missing_ratio
+    keep = torch.randint(num_modalities, (n,), generator=g)
+    empty = ~mask.any(1)
+    mask[empty, keep[empty]] = True
+    return mask
+
+
+def drop_modalities(data: TensorData, missing_ratio: float, seed: int = 0) -> TensorData:
+    """``data`` with a share of its modalities removed per sample (see :func:`missing_mask`).
+
+    The tensors are shared, not copied; the returned data carries the mask, which the
+    trainer passes with every batch to ``model.objective(x, mask)`` and the evaluation to
+    the posteriors. A mask already present is combined (a modality stays missing).
+
+    >>> d = from_tensors({"a": torch.zeros(4, 2), "b": torch.ones(4, 2)}, torch.zeros(4))
+    >>> drop_modalities(d, 0.5, seed=1).mask.any(1).all().item()
+    True
+    """
+    mask = missing_mask(len(data), len(data.data), missing_ratio, seed).to(data.labels.device)
+    if data.mask is not None:
+        mask &= data.mask
+        mask[~mask.any(1)] = data.mask[~mask.any(1)]
+    info = dict(data.info, missing_ratio=missing_ratio, missing_seed=seed)
+    return TensorData(data.data, data.labels, data.decode, info, data.rows, mask)
+
+
+def validate(data: TensorData, modalities, shapes: dict, dtype=torch.float32) -> None:
+    """Check, once per dataset, that ``data`` fits a model with ``modalities`` whose inputs
+    have ``shapes`` (per sample) and ``dtype``; raises :class:`DataError` saying what is wrong
+    and how to fix it. Checks: the modality names, sample counts, real (not meta) devices,
+    the model-format shape and dtype of one decoded sample, and that no present value is NaN
+    or infinite (a chunked pass over floating-point storage; integer storage cannot hold them).
+    """
+    names = list(data.data)
+    if sorted(names) != sorted(modalities):
+        missing = [m for m in modalities if m not in names]
+        unknown = [m for m in names if m not in modalities]
+        raise DataError(
+            f"the data's modalities {names} do not match the model's {list(modalities)}"
+            f" (missing {missing}, unknown {unknown}); name the tensors as the model's "
+            "modalities (a sample that lacks one is marked in TensorData.mask)"
+        )
+    n = len(data)
+    if n == 0:
+        raise DataError("the data holds no samples")
+    tensors = {
+        **data.data,
+        "labels": data.labels,
+        **{f"rows[{m}]": r for m, r in data.rows.items()},
+    }
+    if data.mask is not None:
+        tensors["mask"] = data.mask
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise DataError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type == "meta":
+            raise DataError(
+                f"{name} is a 'meta' tensor (shape only, no values); load the real data "
+                "(e.g. tensor.to('cpu') from the source) before training"
+            )
+    for m, t in data.data.items():
+        rows = data.rows.get(m)
+        count = len(rows) if rows is not None else t.shape[0] if t.dim() else 0
+        if count != n:
+            raise DataError(
+                f"modality {m!r} has {count} samples but there are {n} labels; every "
+                "modality needs one entry per sample (or a rows index)"
+            )
+    if data.mask is not None:
+        if data.mask.dtype != torch.bool or tuple(data.mask.shape) != (n, len(names)):
+            raise DataError(
+                f"mask must be a bool tensor of shape (N, M) = ({n}, {len(names)}), got "
+                f"{data.mask.dtype} {tuple(data.mask.shape)}; build one with missing_mask"
+            )
+        empty = int((~data.mask.any(1)).sum())
+        if empty:
+            raise DataError(
+                f"{empty} samples have no modality at all in the mask; keep at least one"
+            )
+    first = data.batch(torch.zeros(1, dtype=torch.long, device=data.labels.device))
+    for m in modalities:
+        x = first[m]
+        if tuple(x.shape[1:]) != tuple(shapes[m]):
+            raise DataError(
+                f"modality {m!r}: a sample has shape {tuple(x.shape[1:])} in model format, "
+                f"the model expects {tuple(shapes[m])}; reshape the tensors (N, "
+                f"{', '.join(map(str, shapes[m]))}) or use the model of this dataset"
+            )
+        if x.dtype != dtype:
+            raise DataError(
+                f"modality {m!r} is {x.dtype} in model format but the model computes in "
+                f"{dtype}; convert it (e.g. tensor.to({dtype}))"
+            )
+    for i, (m, t) in enumerate(data.data.items()):
+        if not (t.is_floating_point() or t.is_complex()):
+            continue
+        present_rows = None
+        if data.mask is not None:
+            present = data.mask[:, i]
+            rows = data.rows.get(m)
+            present_rows = rows[present] if rows is not None else present.nonzero().squeeze(1)
+        bad = _count_non_finite(t, present_rows)
+        if bad:
+            raise DataError(
+                f"modality {m!r} holds {bad[0]} NaN or infinite values (first at sample "
+                f"{bad[1]}); clean the data, or mark those samples' {m!r} as missing in "
+                "TensorData.mask"
+            )
+
+
+def _count_non_finite(t: torch.Tensor, rows: torch.Tensor | None, chunk: int = 4096):
+    """(count, first row) of non-finite values in rows of t (all rows when None), or None."""
+    total, first = 0, None
+    n = t.shape[0] if rows is None else len(rows)
+    for start in range(0, n, chunk):
+        part = t[start : start + chunk] if rows is None else t[rows[start : start + chunk]]
+        bad_rows = ~torch.isfinite(part).reshape(len(part), -1).all(1)
+        count = int(bad_rows.sum())
+        if count:
+            if first is None:
+                local = int(bad_rows.nonzero()[0, 0])
+                first = start + local if rows is None else int(rows[start + local])
+            total += int((~torch.isfinite(part)).sum())
+    return (total, first) if total else None
 
 
 def _dataset_class(name: str):
@@ -118,13 +279,16 @@ def load(
     *,
     prepare: dict | None = None,
     require_real: bool = False,
+    verify: bool = False,
     log=print,
 ) -> TensorData:
     """Load one split of a prepared dataset as :class:`TensorData` (storage format, CPU).
 
     If ``root`` lacks the dataset and ``prepare`` is a dict (not None), the offline data is
     prepared first at those sizes; ``info["prepared_now"]`` records it. With
-    ``require_real`` nothing is prepared and stand-ins are refused.
+    ``require_real`` nothing is prepared and stand-ins are refused. Files are checked
+    against the manifest's sizes (a truncated file is refused); ``verify`` also checks
+    their sha256. Every failure is a :class:`DataError` that names the file and the fix.
     """
     root = Path(root)
     prepared_now = False
@@ -132,8 +296,8 @@ def load(
         prepare_offline(name, root, prepare, log)
         prepared_now = True
     try:
-        ds = _dataset_class(name)(root, split=split, require_real=require_real)
-    except (FileNotFoundError, ValueError) as err:  # DatasetNotPreparedError, stand-in refused
+        ds = _dataset_class(name)(root, split=split, require_real=require_real, verify=verify)
+    except (FileNotFoundError, ValueError) as err:  # not prepared, corrupt, stand-in refused
         raise DataError(str(err)) from err
     manifest_path = root / name / "manifest.json"
     manifest_id = hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:16]

@@ -135,7 +135,14 @@ class _Prepared(Dataset):
             )
 
     def _load(self, name: str) -> torch.Tensor:
-        return torch.from_numpy(np.load(self.dir / f"{self.split}_{name}.npy", allow_pickle=False))
+        path = self.dir / f"{self.split}_{name}.npy"
+        try:
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        except (ValueError, OSError, EOFError) as err:  # a damaged header or body
+            raise DatasetNotPreparedError(
+                f"{path} cannot be read as a .npy array ({err}); prepare again with: "
+                f"{_command(self.dataset_name, self.root)} --force"
+            ) from None
 
     def decode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Storage format -> model format: images uint8 -> float in [0, 1], text -> one-hot."""
@@ -297,8 +304,18 @@ def _read_manifest(directory: Path, root: Path, dataset: str, verify: bool) -> d
             f"Run: {_command(dataset, root)}  (offline; see `python -m data_prep --help` "
             "for the real data)"
         )
-    manifest = json.loads(path.read_text())
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("dataset") != dataset:
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetNotPreparedError(
+            f"{path} is not valid JSON ({err}); the preparation was damaged. Prepare again "
+            f"with: {_command(dataset, root)} --force"
+        ) from None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format_version") != FORMAT_VERSION
+        or manifest.get("dataset") != dataset
+    ):
         raise DatasetNotPreparedError(
             f"{path} is not a format-{FORMAT_VERSION} {dataset} manifest; prepare again with: "
             f"{_command(dataset, root)} --force"

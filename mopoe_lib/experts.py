@@ -8,11 +8,70 @@ precisions exp(-logvar).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+# (rank, world_size) while a data-parallel training step runs, else None; see batch_shard.
+_SHARD: tuple[int, int] | None = None
+
+
+@contextlib.contextmanager
+def batch_shard(rank: int, world_size: int):
+    """Within this context a batch of B samples is rank ``rank``'s contiguous share of a
+    global batch of ``world_size * B``: every per-sample random draw of the objectives
+    (:func:`batch_noise`, :func:`batch_uniform`) is made for the whole global batch from the
+    (identically seeded) global RNG and this rank's rows are kept. Each rank therefore sees
+    the noise that one process training on the global batch would draw for its samples, and
+    the ranks' RNG streams stay equal. The trainer enters it under torchrun.
+    """
+    global _SHARD
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    previous, _SHARD = _SHARD, (rank, world_size) if world_size > 1 else None
+    try:
+        yield
+    finally:
+        _SHARD = previous
+
+
+def current_shard() -> tuple[int, int] | None:
+    """(rank, world_size) inside :func:`batch_shard` with more than one rank, else None."""
+    return _SHARD
+
+
+def _sharded(draw, shape, batch_dim: int) -> torch.Tensor:
+    shape = tuple(shape)
+    if _SHARD is None:
+        return draw(shape)
+    rank, world = _SHARD
+    b = shape[batch_dim]
+    full = shape[:batch_dim] + (b * world,) + shape[batch_dim + 1 :]
+    return draw(full).narrow(batch_dim, rank * b, b)
+
+
+def batch_noise(shape, batch_dim: int, *, like: torch.Tensor, generator=None) -> torch.Tensor:
+    """N(0, I) noise of ``shape`` whose dimension ``batch_dim`` runs over the batch."""
+    return _sharded(
+        lambda s: torch.randn(s, dtype=like.dtype, device=like.device, generator=generator),
+        shape,
+        batch_dim,
+    )
+
+
+def batch_randint(high: int, batch: int, *, device, generator=None) -> torch.Tensor:
+    """Integers uniform in [0, high), one per sample of the batch."""
+    return _sharded(
+        lambda s: torch.randint(high, s, device=device, generator=generator), (batch,), 0
+    )
+
+
+def batch_uniform(batch: int, *, device, generator=None) -> torch.Tensor:
+    """U[0, 1) draws, one per sample of the batch (float32)."""
+    return _sharded(lambda s: torch.rand(s, device=device, generator=generator), (batch,), 0)
 
 
 def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

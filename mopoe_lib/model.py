@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from . import objectives as O
 from . import subsets as S
-from .experts import kl_std_normal, log_normal, reparameterize
+from .experts import batch_noise, kl_std_normal, log_normal, reparameterize
 from .fusion import subset_posteriors
 
 METHODS = ("mopoe", "mvae", "mmvae", "mmvae_iwae", "mmvae_dreg", "eq5")
@@ -164,9 +164,8 @@ class MultimodalVAE(nn.Module):
 
     def complete(self, x: Mapping[str, torch.Tensor], mask=None) -> dict[str, torch.Tensor]:
         """Every modality present: absent ones and masked-out rows become zeros."""
+        self.check_inputs(x)
         given = [v for v in x.values() if v is not None]
-        if not given:
-            raise ValueError("the batch holds no modality")
         batch = given[0].shape[0]
         out = {}
         for i, m in enumerate(self.modalities):
@@ -178,6 +177,53 @@ class MultimodalVAE(nn.Module):
                 v = torch.where(keep, v, torch.zeros_like(v))
             out[m] = v
         return out
+
+    def check_inputs(self, x: Mapping[str, torch.Tensor]) -> None:
+        """Names, per-sample shapes, batch sizes, dtypes and devices of a batch (metadata
+        only: no device synchronization). Raises ValueError/TypeError saying what to fix."""
+        if not isinstance(x, Mapping):
+            raise TypeError(f"a batch is a dict modality -> tensor, got {type(x).__name__}")
+        unknown = [m for m in x if m not in self.modalities]
+        if unknown:
+            raise ValueError(
+                f"unknown modalities {unknown} in the batch; the model's are {list(self.modalities)}"
+            )
+        given = {m: v for m, v in x.items() if v is not None}
+        if not given:
+            raise ValueError(
+                f"the batch holds no modality; give at least one of {list(self.modalities)}"
+            )
+        batch = None
+        for m, v in given.items():
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"modality {m!r} must be a torch.Tensor, got {type(v).__name__}")
+            if tuple(v.shape[1:]) != self.data_shapes[m] or v.dim() < 1:
+                raise ValueError(
+                    f"modality {m!r} has shape {tuple(v.shape)}, expected (B, "
+                    f"{', '.join(map(str, self.data_shapes[m]))}) in model format"
+                )
+            if not v.is_floating_point():
+                raise TypeError(
+                    f"modality {m!r} is {v.dtype}; the model takes floating-point tensors "
+                    "(decode storage-format data with TensorData.batch)"
+                )
+            param = next(self.encoders[m].parameters(), None)
+            if param is not None and v.dtype != param.dtype:
+                raise TypeError(
+                    f"modality {m!r} is {v.dtype} but its encoder computes in {param.dtype}; "
+                    f"convert the batch with .to({param.dtype})"
+                )
+            if v.device != self.device:
+                raise ValueError(
+                    f"modality {m!r} is on device {v.device} but the model is on "
+                    f"{self.device}; move the batch with .to({str(self.device)!r})"
+                )
+            if batch is None:
+                batch = v.shape[0]
+            elif v.shape[0] != batch:
+                raise ValueError(
+                    f"modalities hold different batch sizes ({batch} vs {v.shape[0]} for {m!r})"
+                )
 
     @staticmethod
     def presence_mask(x: Mapping[str, torch.Tensor], modalities, batch: int, device):
@@ -206,16 +252,34 @@ class MultimodalVAE(nn.Module):
     def posterior(self, x: Mapping[str, torch.Tensor], subsets=None, mask=None, enc=None):
         """The content posterior q(z | X_k) of every subset k, from one encoder pass.
 
-        ``subsets``: (K, M) bool (default: all 2^M - 1 non-empty subsets, by size).
-        Returns a :class:`GaussianPosterior` or :class:`MixturePosterior` over (K, B, D).
+        ``subsets``: (K, M) bool, or lists of modality names such as ``[["m0"], ["m0",
+        "m1"]]`` (default: all 2^M - 1 non-empty subsets, by size). An empty subset is an
+        error unless the prior expert joins it (MVAE). Returns a :class:`GaussianPosterior`
+        or :class:`MixturePosterior` over (K, B, D).
         """
+        subsets = self._subsets(subsets)
         if enc is None:
             enc = self.encode(self.complete(x, mask))
-        subsets = S.powerset(len(self.modalities)) if subsets is None else subsets
         if self.method.startswith("mmvae"):
             return MixturePosterior(enc.mu, enc.logvar, subsets, mask)
         prior = "all" if self.method == "mvae" else self.prior_expert
         return GaussianPosterior(*subset_posteriors(enc.mu, enc.logvar, subsets, prior, mask))
+
+    def _subsets(self, subsets) -> torch.Tensor:
+        num_mod = len(self.modalities)
+        if subsets is None:
+            return S.powerset(num_mod)
+        if not isinstance(subsets, torch.Tensor):
+            subsets = S.from_names(subsets, self.modalities)
+        subsets = S.check_subsets(subsets, num_mod)
+        empty = (~subsets.cpu().any(1)).nonzero().flatten().tolist()
+        if empty and not (self.method == "mvae" or self.prior_expert == "all"):
+            raise ValueError(
+                f"subsets {empty} are empty: a {self.method} posterior needs at least one "
+                f"modality of {list(self.modalities)} (only the MVAE's prior expert defines "
+                "the empty product)"
+            )
+        return subsets
 
     # -- decoding ---------------------------------------------------------------
     def _with_style(self, z: torch.Tensor, m: int, style) -> torch.Tensor:
@@ -269,6 +333,7 @@ class MultimodalVAE(nn.Module):
         ``mask`` (B, M) bool marks present modalities; a modality missing from ``x`` is
         treated as absent for every sample. ``.loss()`` of the result is what to minimize.
         """
+        self.check_inputs(x)
         first = next(v for v in x.values() if v is not None)
         if mask is None:
             mask = self.presence_mask(x, self.modalities, first.shape[0], first.device)
@@ -276,7 +341,8 @@ class MultimodalVAE(nn.Module):
         enc = self.encode(x)
         style = None
         if self.style_dim:
-            style = reparameterize(enc.style_mu, enc.style_logvar)
+            eps = batch_noise(enc.style_mu.shape, 1, like=enc.style_mu)  # (M, B, Ds)
+            style = reparameterize(enc.style_mu, enc.style_logvar, eps)
 
         def decode_loglik(z, need=None):
             return self.decode_loglik(x, z, need, style)

@@ -26,7 +26,16 @@ from typing import Literal
 import torch
 
 from . import subsets as S
-from .experts import kl_std_normal, log_normal, log_std_normal, reparameterize
+from .experts import (
+    batch_noise,
+    batch_randint,
+    batch_uniform,
+    current_shard,
+    kl_std_normal,
+    log_normal,
+    log_std_normal,
+    reparameterize,
+)
 from .fusion import PriorExpert, check_experts, subset_posteriors, subset_validity
 
 DecodeLogLik = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -93,9 +102,12 @@ def _weighted_rec(
     return rec
 
 
-def _noise(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise from ``generator`` (the global RNG when None)."""
-    return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
+def _noise(
+    shape, like: torch.Tensor, generator: torch.Generator | None, batch_dim: int
+) -> torch.Tensor:
+    """Standard normal noise from ``generator`` (the global RNG when None); dimension
+    ``batch_dim`` runs over the samples (see :func:`mopoe_lib.experts.batch_shard`)."""
+    return batch_noise(shape, batch_dim, like=like, generator=generator)
 
 
 def batch_split_components(batch: int, num_subsets: int, device=None) -> torch.Tensor:
@@ -104,6 +116,15 @@ def batch_split_components(batch: int, num_subsets: int, device=None) -> torch.T
     Each subset gets floor(B / K) consecutive rows and the last subset (the full set)
     takes the remainder; with B < K every row goes to the last subset.
     """
+    shard = current_shard()
+    if shard is not None:  # this rank's rows of the global batch's layout
+        rank, world = shard
+        layout = _batch_split_layout(batch * world, num_subsets, device)
+        return layout[rank * batch : (rank + 1) * batch]
+    return _batch_split_layout(batch, num_subsets, device)
+
+
+def _batch_split_layout(batch: int, num_subsets: int, device=None) -> torch.Tensor:
     per = batch // num_subsets
     comp = torch.full((batch,), num_subsets - 1, dtype=torch.long, device=device)
     if per:
@@ -117,12 +138,17 @@ def sample_components(
 ) -> torch.Tensor:
     """Draw one mixture component per sample, uniformly among its valid subsets.
 
-    ``valid`` is (K, B) or (K, 1); returns (B,) long indices.
+    ``valid`` is (K, B) or (K, 1); returns (B,) long indices. Per-sample validity (a
+    mask) takes one uniform u_b per sample and the floor(u_b * n_b)-th of its n_b valid
+    subsets, so a sample's draw does not depend on the rest of the batch.
     """
     k = valid.shape[0]
     if valid.shape[1] == 1:
-        return torch.randint(k, (batch,), device=valid.device, generator=generator)
-    return torch.multinomial(valid.t().float(), 1, generator=generator).squeeze(1)
+        return batch_randint(k, batch, device=valid.device, generator=generator)
+    u = batch_uniform(batch, device=valid.device, generator=generator)
+    count = valid.sum(0)  # (B,) >= 1 for every sample that has any modality
+    j = (u * count).long().clamp_(max=(count - 1).clamp_min(0))
+    return (valid.long().cumsum(0) > j.unsqueeze(0)).long().argmax(0)
 
 
 def _mixture_log_q(z, mu_k, lv_k, valid):
@@ -175,7 +201,7 @@ def _mopoe_terms(
     if sampling == "stratified":
         # One code from every component for every sample: E_mix = (1/K) sum_k E_{q_k}.
         if eps is None:
-            eps = _noise(mu_k.shape, mu_k, generator)
+            eps = _noise(mu_k.shape, mu_k, generator, 1)
         z = reparameterize(mu_k, lv_k, eps)  # (K, B, D)
         ll = _check_loglik(decode_loglik(z, None), num_mod, n_sub, batch)
         rec_mk = _weighted_rec(ll, lam, mask)  # (M, K, B)
@@ -201,7 +227,7 @@ def _mopoe_terms(
     rows = torch.arange(batch, device=mu.device)
     mu_s, lv_s = mu_k[components, rows], lv_k[components, rows]  # (B, D)
     if eps is None:
-        eps = _noise(mu_s.shape, mu_s, generator)
+        eps = _noise(mu_s.shape, mu_s, generator, 0)
     z = reparameterize(mu_s, lv_s, eps)
     ll = _check_loglik(decode_loglik(z.unsqueeze(0), None), num_mod, 1, batch)[:, 0]
     rec = _weighted_rec(ll, lam, mask)  # (M, B)
@@ -354,7 +380,7 @@ def mvae(
     n_terms = term_sets.shape[0]
     mu_t, lv_t = subset_posteriors(mu, logvar, term_sets, "all", mask)  # (T, B, D)
     if eps is None:
-        eps = _noise(mu_t.shape, mu_t, generator)
+        eps = _noise(mu_t.shape, mu_t, generator, 1)
     z = reparameterize(mu_t, lv_t, eps)
     need = term_sets.to(mu.device)
     ll = _check_loglik(decode_loglik(z, need), num_mod, n_terms, batch)
@@ -424,7 +450,7 @@ def mmvae(
         mu = torch.where(present, mu, torch.zeros_like(mu))
         logvar = torch.where(present, logvar, torch.zeros_like(logvar))
     if eps is None:
-        eps = _noise((num_mod, K, batch, dim), mu, generator)
+        eps = _noise((num_mod, K, batch, dim), mu, generator, 2)
     elif eps.shape != (num_mod, K, batch, dim):
         raise ValueError(
             f"eps must have shape (M, K, B, D) = {(num_mod, K, batch, dim)}, got {tuple(eps.shape)}"
@@ -502,7 +528,7 @@ def mopoe_with_style(
             f"{tuple(mu_c.shape[:2])}"
         )
     if eps_style is None:
-        eps_style = _noise(mu_s.shape, mu_s, generator)
+        eps_style = _noise(mu_s.shape, mu_s, generator, 1)
     s = reparameterize(mu_s, logvar_s, eps_style)  # (M, B, Ds)
     obj = mopoe(
         mu_c,

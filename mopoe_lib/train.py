@@ -4,14 +4,47 @@
 
 The whole training split lives on the device as tensors and batches are drawn with a seeded
 permutation (no DataLoader). A checkpoint (model, optimizer, every RNG state, epoch, config,
-data id) is written atomically every ``checkpoint_every`` epochs and at the end; ``--resume``
-continues from it to the same parameters as an uninterrupted run (bitwise on the CPU). Each
-epoch appends a line to ``log.jsonl``; the final metrics go to ``metrics.json``.
+data id) is written atomically every ``checkpoint_every`` epochs and at the end, and with
+``train.checkpoint_every_steps = N`` also every N optimizer steps within an epoch (with the
+epoch's permutation and position, so an interrupted long epoch loses at most N steps).
+``--resume`` continues from it to the same parameters as an uninterrupted run (bitwise on
+the CPU), also after the process was killed at any point: a checkpoint is written to a
+temporary file, synced and renamed over the previous one, so a kill mid-write leaves the
+previous checkpoint intact, and leftover temporary files are never read (they are removed
+when the next run starts). Each epoch appends a line to ``log.jsonl``; the final metrics go
+to ``metrics.json``.
+
+Incomplete data: ``--set data.missing_ratio=0.3`` removes each modality of each training
+sample with probability 0.3 (at least one kept; :func:`mopoe_lib.data.drop_modalities`); the
+mask travels with every batch into ``model.objective(x, mask)`` and the evaluation respects
+masks that the test data carries.
+
+Several processes (DistributedDataParallel): launch the same command under torchrun, e.g.
+
+    torchrun --standalone --nproc_per_node 2 -m mopoe_lib.train --dataset polymnist \
+        --model mopoe --profile cpu --out runs/ddp
+
+NCCL on GPUs (rank r uses ``cuda:LOCAL_RANK``), gloo on CPUs. Every rank draws the same
+permutation and takes its contiguous share of each global batch of ``train.batch_size``
+(which must be divisible by the number of processes); the objectives' per-sample noise is
+drawn for the whole global batch and sliced (:func:`mopoe_lib.experts.batch_shard`), and
+gradients are averaged, so N processes follow the 1-process trajectory up to the order of
+float additions (for networks without dropout or batch norm; with them each rank draws its
+own dropout masks and normalizes over its share). Only rank 0 writes checkpoints, logs,
+metrics and evaluates; ``--resume`` works as for one process (all ranks read rank 0's
+checkpoint).
+
+Test hook: with the environment variable ``MOPOE_TEST_SLOW_CHECKPOINT=SECONDS``,
+:func:`atomic_save` announces ``[checkpoint] writing PATH`` on stderr, writes half of the
+file, sleeps SECONDS and writes the rest, so a test can kill the process mid-write. It is
+inert unless set.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import json
 import os
 import sys
@@ -19,16 +52,25 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from . import data as data_mod
 from .config import Config, ConfigError, make_config, parse_value
-from .data import DataError, TensorData
+from .data import DataError, TensorData, drop_modalities
+from .experts import batch_shard
 from .model import MultimodalVAE, build_model
 
 CHECKPOINT = "checkpoint.pt"
 # Settings that may change between a run and its resumption: they do not change the
 # training trajectory (more epochs extend it).
-RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.eval_every", "train.compile")
+RESUMABLE = (
+    "train.epochs",
+    "train.checkpoint_every",
+    "train.checkpoint_every_steps",
+    "train.eval_every",
+    "train.compile",
+)
+SLOW_CHECKPOINT_ENV = "MOPOE_TEST_SLOW_CHECKPOINT"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,7 +78,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint from another configuration or other data."""
+    """A checkpoint from another configuration or other data, or one that cannot be read."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -45,6 +87,38 @@ def resolve_device(name: str = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but CUDA is not available")
+    return device
+
+
+# -- several processes ------------------------------------------------------------
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) without torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str = "auto") -> bool:
+    """Join the process group that torchrun describes (WORLD_SIZE > 1 in the environment):
+    NCCL when training on CUDA, else gloo. Returns True if this call created the group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return False
+    if dist.is_initialized():
+        return False
+    cuda = device != "cpu" and torch.cuda.is_available() and not device.startswith("cpu")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
+
+
+def _rank_device(name: str) -> torch.device:
+    device = resolve_device(name)
+    rank, size = world()
+    if size > 1 and device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     return device
 
 
@@ -69,10 +143,46 @@ def config_differences(saved: dict, current: dict) -> dict:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same directory, then os.replace."""
+    """torch.save to a temporary file in the same directory, fsync, then os.replace: a
+    reader sees the previous file or the new one, never a partial one (see the test hook
+    in the module docstring)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    pause = float(os.environ.get(SLOW_CHECKPOINT_ENV) or 0)
+    try:
+        with open(tmp, "wb") as f:
+            if pause > 0:
+                buf = io.BytesIO()
+                torch.save(obj, buf)
+                data = buf.getvalue()
+                f.write(data[: len(data) // 2])
+                f.flush()
+                print(f"[checkpoint] writing {path}", file=sys.stderr, flush=True)
+                time.sleep(pause)
+                f.write(data[len(data) // 2 :])
+            else:
+                torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def stale_temporaries(out: Path, name: str = CHECKPOINT) -> list[Path]:
+    """Temporary checkpoint files that a killed process left behind (never read)."""
+    return sorted(Path(out).glob(f".{name}.tmp*"))
 
 
 def _tensorboard(out: Path):
@@ -97,12 +207,23 @@ class Trainer:
         log=print,
     ):
         self.cfg, self.out, self.log = cfg, Path(out_dir), log
+        self.rank, self.world_size = world()
+        self.is_main = self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.progress = progress
+        self.device = _rank_device(device) if isinstance(device, str) else device
+        self.progress = progress and self.is_main
+        tc = cfg.train
+        if tc.batch_size % self.world_size:
+            raise ConfigError(
+                f"train.batch_size {tc.batch_size} is not divisible by the {self.world_size} "
+                "processes; every process takes an equal share of each global batch"
+            )
         torch.manual_seed(cfg.seed)  # parameter initialization
         self.model: MultimodalVAE = build_model(cfg).to(self.device)
-        tc = cfg.train
+        param = next(self.model.parameters())
+        data_mod.validate(train_data, self.model.modalities, self.model.data_shapes, param.dtype)
+        if cfg.data.missing_ratio:
+            train_data = drop_modalities(train_data, cfg.data.missing_ratio, seed=cfg.seed)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas)
         )
@@ -111,6 +232,18 @@ class Trainer:
         self.data_id = train_data.data_id()
         self.epoch = 0
         self.global_step = 0
+        self._resume_in_epoch: dict | None = None  # position inside an interrupted epoch
+        self._in_epoch: dict | None = None  # the running epoch's position, for checkpoints
+        self.ddp = None
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        if self.is_main:
+            for tmp in stale_temporaries(self.out):
+                log(f"[train] removing {tmp.name}, a checkpoint write that was interrupted")
+                tmp.unlink(missing_ok=True)
         self.bf16 = tc.bf16 and self.device.type == "cuda"
         if tc.bf16 and not self.bf16:
             log("[train] bf16 autocast is for CUDA; training in float32")
@@ -135,15 +268,32 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "data_id": self.data_id,
             "torch_version": torch.__version__,
+            "world_size": self.world_size,
+            # mid-epoch checkpoints: the epoch's permutation, next step and running sums
+            "in_epoch": self._in_epoch,
         }
 
     def save_checkpoint(self) -> Path:
-        atomic_save(self.state_dict(), self.checkpoint_path)
+        """Write the checkpoint (rank 0 only; other ranks do nothing)."""
+        if self.is_main:
+            atomic_save(self.state_dict(), self.checkpoint_path)
         return self.checkpoint_path
 
     def load_checkpoint(self, path: str | Path | None = None) -> None:
         path = Path(path or self.checkpoint_path)
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except (RuntimeError, EOFError, OSError, ValueError) as err:
+            raise CheckpointMismatchError(
+                f"{path} cannot be read as a checkpoint ({type(err).__name__}: {err}); it was "
+                "not written by this trainer's atomic save. Move it away to start afresh, or "
+                "train into another --out directory."
+            ) from None
+        if not isinstance(ckpt, dict) or not {"config", "data_id", "model"} <= set(ckpt):
+            raise CheckpointMismatchError(
+                f"{path} is not a trainer checkpoint (no config, data id and model state); "
+                "train into another --out directory"
+            )
         diff = config_differences(ckpt["config"], self.cfg.to_dict())
         if diff:
             lines = "; ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
@@ -159,6 +309,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.global_step = ckpt["epoch"], ckpt["global_step"]
+        self._resume_in_epoch = ckpt.get("in_epoch")
         self.generator.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
         if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
@@ -172,7 +323,11 @@ class Trainer:
         return min(full, cap) if cap else full
 
     def _check_finite(self, loss, obj) -> None:
-        if torch.isfinite(loss):
+        total = loss.detach()
+        if self.world_size > 1:  # every rank stops together, whichever rank saw it
+            total = total.clone().float()
+            dist.all_reduce(total)
+        if torch.isfinite(total):
             return
         rec = obj.rec.detach().mean(1)
         terms = {f"rec[{m}]": float(rec[i]) for i, m in enumerate(self.model.modalities)}
@@ -180,43 +335,70 @@ class Trainer:
         if obj.surrogate is not None:
             terms["surrogate"] = float(obj.surrogate.detach().mean())
         bad = {k: v for k, v in terms.items() if not torch.isfinite(torch.tensor(v))}
+        where = f" on rank {self.rank} of {self.world_size}" if self.world_size > 1 else ""
         raise NonFiniteLossError(
-            f"non-finite loss {float(loss.detach())} at epoch {self.epoch + 1}, step {self.global_step + 1} "
-            f"(global): non-finite term(s) {bad or terms}. The last checkpoint is intact; "
+            f"non-finite loss {float(loss.detach())} ({self.cfg.method}) at epoch "
+            f"{self.epoch + 1}, step {self.global_step + 1} (global){where}: non-finite "
+            f"term(s) {bad or terms}. The last checkpoint is intact; "
             "try a lower learning rate or float32 (no --bf16)."
         )
 
+    def train_step(self, batch: dict, mask: torch.Tensor | None) -> tuple:
+        """One optimizer step on this process's share of a global batch; (loss, objective)."""
+        model = self.ddp if self.ddp is not None else self.model
+        with (
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16),
+            batch_shard(self.rank, self.world_size),
+        ):
+            obj = model(batch, mask)
+            loss = obj.loss()
+        self._check_finite(loss, obj)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.global_step += 1
+        return loss, obj
+
     def train_epoch(self) -> dict:
-        """One pass over a fresh permutation; returns the epoch's averages."""
+        """One pass over a fresh permutation (or the rest of an interrupted one); returns
+        the epoch's averages."""
         from tqdm.auto import tqdm
 
         self.model.train()
         b, steps = self.cfg.train.batch_size, self.steps_per_epoch()
-        n = len(self.data)
-        perm = torch.randperm(n, generator=self.generator)
+        share = b // self.world_size
+        every = self.cfg.train.checkpoint_every_steps
         num_mod = len(self.model.modalities)
-        sums = torch.zeros(2 + num_mod, dtype=torch.float64, device=self.device)
+        resume = self._resume_in_epoch
+        self._resume_in_epoch = None
+        if resume is not None:
+            perm, first = resume["perm"], resume["step"]
+            sums = resume["sums"].to(self.device)
+        else:
+            perm = torch.randperm(len(self.data), generator=self.generator)
+            first = 0
+            sums = torch.zeros(2 + num_mod, dtype=torch.float64, device=self.device)
         start = time.perf_counter()
-        bar = tqdm(range(steps), desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
+        bar = tqdm(range(first, steps), desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
                    disable=not self.progress, leave=False, dynamic_ncols=True)  # fmt: skip
         for step in bar:
-            idx = perm[step * b : (step + 1) * b].to(self.device, non_blocking=True)
-            batch = self.data.batch(idx)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                obj = self.model.objective(batch)
-                loss = obj.loss()
-            self._check_finite(loss, obj)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.global_step += 1
+            idx = perm[step * b : (step + 1) * b][self.rank * share : (self.rank + 1) * share]
+            idx = idx.to(self.device, non_blocking=True)
+            loss, obj = self.train_step(self.data.batch(idx), self.data.batch_mask(idx))
             with torch.no_grad():
                 sums += torch.cat([loss.detach().view(1), obj.kl.detach().mean().view(1),
                                    obj.rec.detach().mean(1)]).double()  # fmt: skip
             if self.progress and (step % 10 == 0 or step == steps - 1):
                 bar.set_postfix(loss=f"{float(loss):.1f}")
+            if every and self.global_step % every == 0 and step + 1 < steps:
+                self._in_epoch = {"perm": perm, "step": step + 1, "sums": sums.cpu()}
+                self.save_checkpoint()
+                self._in_epoch = None
         bar.close()
         self.epoch += 1
+        if self.world_size > 1:
+            dist.all_reduce(sums)
+            sums /= self.world_size
         avg = (sums / steps).tolist()
         seconds = time.perf_counter() - start
         return {
@@ -226,20 +408,21 @@ class Trainer:
             "kl": avg[1],
             "rec": dict(zip(self.model.modalities, avg[2:], strict=True)),
             "seconds": seconds,
-            "samples_per_second": steps * b / seconds,
+            "samples_per_second": (steps - first) * b / seconds,
         }
 
     def fit(self, on_epoch=None) -> list[dict]:
         """Train up to ``cfg.train.epochs``, logging and checkpointing; returns the epoch logs."""
         tc = self.cfg.train
-        writer = _tensorboard(self.out)
+        writer = _tensorboard(self.out) if self.is_main else None
         logs = []
         try:
             while self.epoch < tc.epochs:
                 entry = self.train_epoch()
                 logs.append(entry)
-                with open(self.out / "log.jsonl", "a") as f:
-                    f.write(json.dumps(entry) + "\n")
+                if self.is_main:
+                    with open(self.out / "log.jsonl", "a") as f:
+                        f.write(json.dumps(entry) + "\n")
                 if writer is not None:
                     writer.add_scalar("train/loss", entry["loss"], self.epoch)
                     writer.add_scalar("train/kl", entry["kl"], self.epoch)
@@ -249,7 +432,7 @@ class Trainer:
                          f"kl {entry['kl']:.2f}, {entry['seconds']:.1f} s")  # fmt: skip
                 if self.epoch % tc.checkpoint_every == 0 or self.epoch == tc.epochs:
                     self.save_checkpoint()
-                if on_epoch is not None:
+                if on_epoch is not None and self.is_main:
                     on_epoch(self, entry)
         finally:
             if writer is not None:
@@ -261,11 +444,21 @@ class Trainer:
 
 
 def load_data(cfg: Config, root: str | Path, log=print) -> tuple[TensorData, TensorData]:
-    """Train and test splits of ``cfg.dataset`` through :mod:`mopoe_lib.data`."""
+    """Train and test splits of ``cfg.dataset`` through :mod:`mopoe_lib.data`.
+
+    Under torchrun rank 0 loads (and, if needed, prepares) first; the others wait for it.
+    """
     prepare = None if cfg.data.require_real or cfg.data.prepare is None else dict(cfg.data.prepare)
     kwargs = {"prepare": prepare, "require_real": cfg.data.require_real, "log": log}
-    train = data_mod.load(cfg.dataset, root, "train", **kwargs).subset(cfg.data.n_train)
-    test = data_mod.load(cfg.dataset, root, "test", **kwargs)
+    rank, size = world()
+    if size > 1 and rank != 0:
+        dist.barrier()
+    try:
+        train = data_mod.load(cfg.dataset, root, "train", **kwargs).subset(cfg.data.n_train)
+        test = data_mod.load(cfg.dataset, root, "test", **kwargs)
+    finally:
+        if size > 1 and rank == 0:
+            dist.barrier()
     return train, test
 
 
@@ -285,7 +478,23 @@ def run(
     """Train (or resume) and evaluate one model; writes and returns ``metrics.json``.
 
     Pass ``train_data``/``test_data`` to bypass the prepared datasets (tests, notebooks).
+    Under torchrun (WORLD_SIZE > 1) it joins the process group, trains data-parallel and
+    leaves the group at the end; ranks other than 0 write nothing and return
+    ``{"rank": r, "train": {...}}``.
     """
+    created = init_distributed(device)
+    try:
+        rank, _ = world()
+        quiet = log if rank == 0 else (lambda *_: None)
+        return _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progress,
+                    evaluate, quiet)  # fmt: skip
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progress, evaluate,
+         log) -> dict:  # fmt: skip
     t0 = time.perf_counter()
     out = Path(out_dir)
     if train_data is None:
@@ -300,12 +509,18 @@ def run(
                 "or choose another --out directory"
             )
         trainer.load_checkpoint()
-        _truncate_log(out / "log.jsonl", trainer.epoch)
-        log(f"[train] resumed from {trainer.checkpoint_path} at epoch {trainer.epoch}")
+        if trainer.is_main:
+            _truncate_log(out / "log.jsonl", trainer.epoch)
+        where = trainer._resume_in_epoch
+        within = f", step {where['step']} of epoch {trainer.epoch + 1}" if where else ""
+        log(f"[train] resumed from {trainer.checkpoint_path} at epoch {trainer.epoch}{within} "
+            f"(global step {trainer.global_step})")  # fmt: skip
     elif resume:
         log(f"[train] no checkpoint in {out}: starting from scratch")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    log(f"[train] {cfg.dataset} {cfg.method} ({cfg.profile}) on {trainer.device}: "
+    if trainer.is_main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    procs = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    log(f"[train] {cfg.dataset} {cfg.method} ({cfg.profile}) on {trainer.device}{procs}: "
         f"{len(trainer.data)} training samples, {trainer.steps_per_epoch()} steps per epoch")  # fmt: skip
 
     def periodic_eval(tr: Trainer, entry: dict) -> None:
@@ -321,6 +536,9 @@ def run(
     t1 = time.perf_counter()
     trainer.fit(on_epoch=periodic_eval)
     t_train = time.perf_counter() - t1
+    if not trainer.is_main:
+        return {"rank": trainer.rank, "train": {"epochs": trainer.epoch,
+                                                 "global_step": trainer.global_step}}  # fmt: skip
 
     results = {}
     t2 = time.perf_counter()
@@ -349,7 +567,10 @@ def run(
             "test": test_data.info if test_data else None,
             "data_id": trainer.data_id,
             "n_train_used": len(train_data),
+            "missing_ratio": cfg.data.missing_ratio,
+            "modalities_present": _presence(trainer.data),
         },  # fmt: skip
+        "processes": trainer.world_size,
         "train": {
             "epochs": trainer.epoch,
             "global_step": trainer.global_step,
@@ -361,6 +582,14 @@ def run(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     log(f"[train] wrote {out / 'metrics.json'} ({metrics['wall_time_s']['total']:.1f} s)")
     return metrics
+
+
+def _presence(data: TensorData) -> dict | None:
+    """The share of training samples that hold each modality (None when all are complete)."""
+    if data.mask is None:
+        return None
+    share = data.mask.float().mean(0).tolist()
+    return dict(zip(data.modalities, share, strict=True))
 
 
 def _truncate_log(path: Path, epoch: int) -> None:
@@ -380,9 +609,12 @@ def run_evaluation(trainer: Trainer, train_data, test_data, data_root, progress,
     ec = cfg.eval
     cache = Path(ec.classifier_dir) if ec.classifier_dir else Path(data_root) / "classifiers"
     devices = [device] if device.type == "cuda" else []
+    # The classifiers are measuring instruments: trained on every training sample of their
+    # modality, also when the model was trained with modalities removed (data.missing_ratio).
+    complete = dataclasses.replace(train_data, mask=None)
     with torch.random.fork_rng(devices=devices):  # classifiers must not shift training RNG
         classifiers = clf_mod.load_or_train(
-            cfg.dataset, train_data.to(device), cache, epochs=ec.classifier_epochs,
+            cfg.dataset, complete.to(device), cache, epochs=ec.classifier_epochs,
             lr=ec.classifier_lr, width=ec.classifier_width, n_train=ec.classifier_n_train,
             device=device, seed=cfg.seed, log=log, progress=progress,
         )  # fmt: skip

@@ -7,10 +7,11 @@ import torch
 from helpers import mst_like
 
 from mopoe_lib.config import Config, ConfigError, make_config
-from mopoe_lib.data import from_tensors
+from mopoe_lib.data import DataError, from_tensors
 from mopoe_lib.train import (
     CheckpointMismatchError,
     NonFiniteLossError,
+    Trainer,
     config_from_args,
     main,
     parse_args,
@@ -93,12 +94,31 @@ def test_checkpoint_from_another_config_or_data_is_refused(tmp_path, data):
         _run(_cfg(), tmp_path, data)
 
 
-def test_a_non_finite_loss_names_the_step_and_the_term(tmp_path, data):
+@pytest.mark.parametrize("method", ["mopoe", "mvae", "mmvae", "mmvae_dreg"])
+def test_a_non_finite_loss_names_the_step_and_the_term(tmp_path, data, method):
+    trainer = Trainer(_cfg(method=method, **{"model.importance_samples": 2}), data[0], tmp_path,
+                      device="cpu", progress=False, log=lambda *_: None)  # fmt: skip
+    with torch.no_grad():  # the SVHN decoder overflows: only its likelihood is non-finite
+        trainer.model.decoders["svhn"].fc[0].bias.fill_(float("inf"))
+    pattern = rf"\({method}\) at epoch 1, step 1 \(global\): non-finite term\(s\) \{{'rec\[svhn\]'"
+    with pytest.raises(NonFiniteLossError, match=pattern) as err:
+        trainer.fit()
+    assert "rec[mnist]" not in str(err.value) and "'kl'" not in str(err.value)
+    assert not (tmp_path / "checkpoint.pt").exists()  # nothing was saved from the bad step
+
+
+def test_nan_in_the_data_is_refused_before_training(tmp_path, data):
     x = {m: t.clone() for m, t in data[0].data.items()}
-    x["svhn"][7] = float("nan")
-    bad = from_tensors(x, data[0].labels)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step \d+ .*rec\[svhn\]"):
-        _run(_cfg(), tmp_path, (bad, data[1]))
+    x["svhn"][7, 0, 3, 3] = float("nan")
+    x["svhn"][9, 1, 0, 0] = float("inf")
+    with pytest.raises(DataError, match=r"modality 'svhn' holds 2 NaN or infinite values "
+                                        r"\(first at sample 7\).*mask"):  # fmt: skip
+        _run(_cfg(), tmp_path, (from_tensors(x, data[0].labels), data[1]))
+    assert not (tmp_path / "checkpoint.pt").exists()
+    # the same values are fine where the mask says the modality is missing
+    mask = torch.ones(len(data[0]), 3, dtype=torch.bool)
+    mask[[7, 9], 1] = False
+    _run(_cfg(**{"train.epochs": 1}), tmp_path, (from_tensors(x, data[0].labels, mask), data[1]))
 
 
 def test_evaluation_writes_every_metric(tmp_path, data):

@@ -32,13 +32,18 @@ __all__ = ["evaluate", "log_likelihood", "joint_posterior", "test_log_likelihood
 
 @torch.no_grad()
 def test_log_likelihoods(model, test: TensorData, subsets, *, num_samples=15, batch_size=64):
-    """Mean over the test samples of log p(X) per subset proposal (K,), and with the joint."""
+    """Mean over the test samples of log p(X) per subset proposal (K,), and with the joint.
+    With a presence mask on ``test``, X is each sample's observed modalities."""
     per_subset, joint = [], []
     for i in range(0, len(test), batch_size):
         idx = torch.arange(i, min(i + batch_size, len(test))).to(test.labels.device)
         x = {m: v.to(model.device) for m, v in test.batch(idx).items()}
-        per_subset.append(log_likelihood(model, x, subsets, num_samples=num_samples).cpu())
-        joint.append(log_likelihood(model, x, num_samples=num_samples, joint=True).cpu())
+        mask = test.batch_mask(idx)
+        mask = None if mask is None else mask.to(model.device)
+        per_subset.append(
+            log_likelihood(model, x, subsets, num_samples=num_samples, mask=mask).cpu()
+        )
+        joint.append(log_likelihood(model, x, num_samples=num_samples, joint=True, mask=mask).cpu())
     return torch.cat(per_subset, 1).mean(1).double(), float(torch.cat(joint, 1).mean())
 
 

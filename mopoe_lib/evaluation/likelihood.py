@@ -16,7 +16,9 @@ import math
 import torch
 
 from ..experts import log_normal, log_std_normal
+from ..fusion import subset_validity
 from ..model import GaussianPosterior, MixturePosterior, MultimodalVAE
+from ..subsets import powerset
 
 
 def _style_proposal(model, enc, subsets, k: int):
@@ -41,28 +43,29 @@ def log_likelihood(
     num_samples: int = 15,
     joint: bool = False,
     max_rows: int = 16384,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Importance-sampled log p(X) per proposal: (S, B) for the S subsets' posteriors.
 
     ``joint=True`` instead uses the model's joint posterior q(z | X) as the only proposal
     (the mixture over all subsets for MoPoE / Eq. (5), returns (1, B)). Subsets are processed
-    in chunks so that a decoder sees at most about ``max_rows`` codes at once.
+    in chunks so that a decoder sees at most about ``max_rows`` codes at once. ``mask``
+    (B, M): X is each sample's observed modalities (proposals fuse only those, and only
+    their likelihoods enter the weights).
     """
-    x = model.complete(x)
+    x = model.complete(x, mask)
     enc = model.encode(x)
     num_mod = len(model.modalities)
     if joint:
-        post = joint_posterior(model, x, enc)
+        post = joint_posterior(model, x, enc, mask)
         subsets = torch.ones(1, num_mod, dtype=torch.bool)
         chunks = [(subsets, post)]
     else:
-        from ..subsets import powerset
-
         subsets = powerset(num_mod) if subsets is None else subsets
         batch = next(iter(x.values())).shape[0]
         per = max(1, max_rows // (num_samples * batch))
         chunks = [
-            (subsets[i : i + per], model.posterior(x, subsets[i : i + per], enc=enc))
+            (subsets[i : i + per], model.posterior(x, subsets[i : i + per], mask, enc=enc))
             for i in range(0, subsets.shape[0], per)
         ]
     out = []
@@ -76,20 +79,29 @@ def log_likelihood(
             log_w = log_w + style_ratio
             style = style.reshape(num_mod, k * s_count, b, -1)
         ll = model.decode_loglik(x, z.reshape(k * s_count, b, d), None, style)
-        log_w = log_w + ll.view(num_mod, k, s_count, b).sum(0)
+        ll = ll.view(num_mod, k, s_count, b)
+        if mask is not None:  # only observed modalities are evidence
+            ll = torch.where(mask.t().view(num_mod, 1, 1, b), ll, torch.zeros_like(ll))
+        log_w = log_w + ll.sum(0)
         out.append(torch.logsumexp(log_w, dim=0) - math.log(k))
     return torch.cat(out)
 
 
-def joint_posterior(model: MultimodalVAE, x, enc=None):
+def joint_posterior(model: MultimodalVAE, x, enc=None, mask=None):
     """q(z | X) of the model: the uniform mixture of all subset posteriors for MoPoE and
-    Eq. (5), the full product for MVAE, the mixture of unimodal experts for MMVAE."""
+    Eq. (5), the full product for MVAE, the mixture of unimodal experts for MMVAE. With a
+    mask (B, M), X is each sample's observed modalities (MoPoE mixes the subsets that
+    hold at least one of them)."""
     num_mod = len(model.modalities)
     if model.method in ("mopoe", "eq5"):
-        post = model.posterior(x, enc=enc)
+        subsets = powerset(num_mod)
+        post = model.posterior(x, subsets, mask, enc=enc)
         everyone = torch.ones(1, post.mu.shape[0], dtype=torch.bool)
-        return MixturePosterior(post.mu, post.logvar, everyone)
+        valid = None
+        if mask is not None:
+            valid = subset_validity(subsets.to(mask.device), mask, model.prior_expert).t()
+        return MixturePosterior(post.mu, post.logvar, everyone, valid)
     full = torch.ones(1, num_mod, dtype=torch.bool)
-    post = model.posterior(x, full, enc=enc)
+    post = model.posterior(x, full, mask, enc=enc)
     assert isinstance(post, GaussianPosterior | MixturePosterior)
     return post

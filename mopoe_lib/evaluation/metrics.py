@@ -20,6 +20,11 @@ def _batches(n: int, size: int):
         yield torch.arange(i, min(i + size, n))
 
 
+def _mask(data: TensorData, rows: torch.Tensor, device) -> torch.Tensor | None:
+    mask = data.batch_mask(rows)
+    return None if mask is None else mask.to(device)
+
+
 def _labels_np(labels: torch.Tensor) -> np.ndarray:
     return labels.detach().cpu().numpy()
 
@@ -31,11 +36,14 @@ def _labels_np(labels: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def posterior_means(model: MultimodalVAE, data: TensorData, idx: torch.Tensor, subsets,
                     batch_size: int = 256) -> torch.Tensor:  # fmt: skip
-    """Means of q(z | X_k) for samples ``idx``: (K, N, D) on the CPU."""
+    """Means of q(z | X_k) for samples ``idx``: (K, N, D) on the CPU. With a presence mask
+    on ``data`` each sample's subset posterior fuses only the modalities it has."""
     out = []
     for chunk in idx.split(batch_size):
-        x = {m: v.to(model.device) for m, v in data.batch(chunk.to(data.labels.device)).items()}
-        out.append(model.posterior(x, subsets).mean().cpu())
+        rows = chunk.to(data.labels.device)
+        x = {m: v.to(model.device) for m, v in data.batch(rows).items()}
+        mask = _mask(data, rows, model.device)
+        out.append(model.posterior(x, subsets, mask).mean().cpu())
     return torch.cat(out, dim=1)
 
 
@@ -96,15 +104,18 @@ def conditional_coherence(model, test: TensorData, subsets, classifiers, *,
                           batch_size: int = 256) -> np.ndarray:  # fmt: skip
     """(K, M): for every subset k and target modality m, the accuracy (or mean AP for
     attributes) of classifying x_m ~ p(x_m | z), z ~ q(z | X_k), against the test label.
-    Input modalities are included here; :func:`by_num_inputs` excludes them."""
+    Input modalities are included here; :func:`by_num_inputs` excludes them. A presence
+    mask on ``test`` restricts each sample's inputs to the modalities it has."""
     multilabel = is_multilabel(test.labels)
     num_sub, num_mod = subsets.shape[0], len(model.modalities)
     correct = np.zeros((num_sub, num_mod))
     scores = [[[] for _ in range(num_mod)] for _ in range(num_sub)]
     for idx in _batches(len(test), batch_size):
-        x = {m: v.to(model.device) for m, v in test.batch(idx.to(test.labels.device)).items()}
-        y = test.labels[idx.to(test.labels.device)].to(model.device)
-        gen = model.conditional_generate(x, subsets, n=1)  # m -> (1, K, B, ...)
+        rows = idx.to(test.labels.device)
+        x = {m: v.to(model.device) for m, v in test.batch(rows).items()}
+        y = test.labels[rows].to(model.device)
+        mask = _mask(test, rows, model.device)
+        gen = model.conditional_generate(x, subsets, n=1, mask=mask)  # m -> (1, K, B, ...)
         for j, m in enumerate(model.modalities):
             samples = gen[m][0]
             logits = predict(classifiers[m], samples.reshape(-1, *samples.shape[2:]))
