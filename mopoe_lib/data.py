@@ -139,10 +139,14 @@ def load(
     manifest_id = hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:16]
     if hasattr(ds, "pairs") and hasattr(ds, "unimodal_tensors"):
         # MNIST-SVHN-Text: keep unique images once and index them through the pairing.
-        data = {"mnist": ds.mnist, "svhn": ds.svhn, "text": ds.text}
-        pairs = ds.pairs.long()
+        # The pairing is stored grouped by label (as rand_match_on_idx builds it), so a fixed
+        # permutation makes the first n triples (TensorData.subset) a label-balanced random
+        # sample rather than the lowest digits only.
+        perm = torch.randperm(len(ds.labels), generator=torch.Generator().manual_seed(0))
+        data = {"mnist": ds.mnist, "svhn": ds.svhn, "text": ds.text[perm]}
+        pairs = ds.pairs.long()[perm]
         rows = {"mnist": pairs[:, 0], "svhn": pairs[:, 1]}
-        labels = ds.labels
+        labels = ds.labels[perm]
     else:
         data, labels = ds.tensors()
         rows = {}
