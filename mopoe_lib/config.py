@@ -30,6 +30,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
+    # A subset of the dataset's modalities (None: all), e.g. ["mnist", "svhn"] for Shi et
+    # al.'s bimodal MNIST-SVHN from the MNIST-SVHN-Text data.
+    modalities: list[str] | None = None
     latent_dim: int = 512
     style_dim: int = 0  # modality-specific latents (CelebA, Appendix E.1.1)
     width: int = 128  # CelebA residual base width (official 128)
@@ -263,6 +266,13 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.model.modalities is not None:
+        from .networks import MODALITIES
+
+        mods, known = list(cfg.model.modalities), MODALITIES[cfg.dataset]
+        if len(mods) < 2 or len(set(mods)) != len(mods) or not set(mods) <= set(known):
+            raise ConfigError(f"model.modalities must be two or more distinct modalities of "
+                              f"{cfg.dataset} {known}, got {mods}")  # fmt: skip
     if cfg.model.style_dim and cfg.dataset != "celeba":
         raise ConfigError("model.style_dim > 0 (modality-specific latents) is for celeba only")
 
