@@ -77,7 +77,8 @@ class TensorData:
     def data_id(self) -> str:
         """The manifest id when known, else a hash of the tensors (synthetic data)."""
         if self.info.get("manifest_id"):
-            return self.info["manifest_id"]
+            order = self.info.get("order")
+            return self.info["manifest_id"] + (f"-{order}" if order else "")
         h = hashlib.sha256()
         for m in sorted(self.data):
             h.update(m.encode())
@@ -147,9 +148,10 @@ def load(
         pairs = ds.pairs.long()[perm]
         rows = {"mnist": pairs[:, 0], "svhn": pairs[:, 1]}
         labels = ds.labels[perm]
+        order = "perm0"  # part of data_id: checkpoints and classifiers of the old order are stale
     else:
         data, labels = ds.tensors()
-        rows = {}
+        rows, order = {}, None
     manifest = json.loads(manifest_path.read_text())
     info = {
         "dataset": name,
@@ -161,6 +163,7 @@ def load(
         "comparable_to_paper": ds.comparable_to_paper,
         "description": ds.description,
         "manifest_id": manifest_id,
+        "order": order,
         "prepared_now": prepared_now,
         "prepare_args": manifest.get("args"),
         "attribute_names": list(getattr(ds, "attribute_names", []) or []),
