@@ -97,7 +97,7 @@ def _mosaic(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def traversals(model, pair: Mapping[str, torch.Tensor], values=None, threshold: float = 0.25):
+def traversals(model, pair: Mapping[str, torch.Tensor], values=None, threshold: float = 0.5):
     """Decode z with one dimension moved at a time, from the joint posterior mean of a pair.
 
     Returns (images {modality: (D, V, ...)}, effect {modality: (D,)}, kinds [str] * D):
@@ -125,7 +125,7 @@ def traversals(model, pair: Mapping[str, torch.Tensor], values=None, threshold: 
     return out, effect, kinds
 
 
-def plot_traversals(model, pair, values=None, threshold: float = 0.25, title: str = ""):
+def plot_traversals(model, pair, values=None, threshold: float = 0.5, title: str = ""):
     """Per-dimension traversals of MNIST and SVHN side by side, dimensions labelled by effect."""
     import matplotlib.pyplot as plt
 
@@ -140,7 +140,7 @@ def plot_traversals(model, pair, values=None, threshold: float = 0.25, title: st
         h = out[m].shape[-1] + 1
         ax.set_xticks([(i + 0.5) * h for i in range(len(values))])
         ax.set_xticklabels([f"{v:+.0f}" for v in values.tolist()], fontsize=7)
-        ax.set_xlabel(f"offset of z_d from the posterior mean ({NAMES.get(m, m)})")
+        ax.set_xlabel("offset of z_d from its posterior mean")
         ax.set_yticks([(i + 0.5) * h for i in range(d)])
         if j == 0:
             ax.set_yticklabels([f"z{i}: {k}" for i, k in enumerate(kinds)], fontsize=7)
