@@ -89,13 +89,16 @@ class TensorData:
         return TensorData(data, self.labels[:n], self.decode, self.info, mask=mask)
 
     def data_id(self) -> str:
-        """The manifest id when known, else a hash of the tensors (synthetic data); a
-        presence mask is part of the id."""
+        """The manifest id (with the data order, if any) when known, else a hash of the
+        tensors (synthetic data); a presence mask is part of the id."""
+        if self.info.get("manifest_id"):
+            order = self.info.get("order")
+            base = self.info["manifest_id"] + (f"-{order}" if order else "")
+            if self.mask is None:
+                return base
         h = hashlib.sha256()
         if self.info.get("manifest_id"):
-            if self.mask is None:
-                return self.info["manifest_id"]
-            h.update(self.info["manifest_id"].encode())
+            h.update(base.encode())
         else:
             for m in sorted(self.data):
                 h.update(m.encode())
@@ -303,13 +306,18 @@ def load(
     manifest_id = hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:16]
     if hasattr(ds, "pairs") and hasattr(ds, "unimodal_tensors"):
         # MNIST-SVHN-Text: keep unique images once and index them through the pairing.
-        data = {"mnist": ds.mnist, "svhn": ds.svhn, "text": ds.text}
-        pairs = ds.pairs.long()
+        # The pairing is stored grouped by label (as rand_match_on_idx builds it), so a fixed
+        # permutation makes the first n triples (TensorData.subset) a label-balanced random
+        # sample rather than the lowest digits only.
+        perm = torch.randperm(len(ds.labels), generator=torch.Generator().manual_seed(0))
+        data = {"mnist": ds.mnist, "svhn": ds.svhn, "text": ds.text[perm]}
+        pairs = ds.pairs.long()[perm]
         rows = {"mnist": pairs[:, 0], "svhn": pairs[:, 1]}
-        labels = ds.labels
+        labels = ds.labels[perm]
+        order = "perm0"  # part of data_id: checkpoints and classifiers of the old order are stale
     else:
         data, labels = ds.tensors()
-        rows = {}
+        rows, order = {}, None
     manifest = json.loads(manifest_path.read_text())
     info = {
         "dataset": name,
@@ -321,6 +329,7 @@ def load(
         "comparable_to_paper": ds.comparable_to_paper,
         "description": ds.description,
         "manifest_id": manifest_id,
+        "order": order,
         "prepared_now": prepared_now,
         "prepare_args": manifest.get("args"),
         "attribute_names": list(getattr(ds, "attribute_names", []) or []),

@@ -416,6 +416,7 @@ def build_model(cfg) -> MultimodalVAE:
         width=mc.width,
         laplace_scale=mc.laplace_scale,
         rec_weight_rule=mc.rec_weights,
+        modalities=mc.modalities,
     )
     return MultimodalVAE(
         nets.modalities,
