@@ -76,6 +76,23 @@ class TensorData:
         mask = None if self.mask is None else self.mask.to(device)
         return TensorData(move, self.labels.to(device), self.decode, self.info, rows, mask)
 
+    def select(self, modalities) -> TensorData:
+        """The same samples restricted to ``modalities`` (e.g. MNIST-SVHN out of MNIST-SVHN-Text)."""
+        modalities = tuple(modalities)
+        unknown = [m for m in modalities if m not in self.data]
+        if unknown:
+            raise DataError(f"unknown modalities {unknown}; this data holds {list(self.data)}")
+        if modalities == self.modalities:
+            return self
+        data = {m: self.data[m] for m in modalities}
+        rows = {m: r for m, r in self.rows.items() if m in modalities}
+        mask = None
+        if self.mask is not None:
+            cols = [self.modalities.index(m) for m in modalities]
+            mask = self.mask[:, cols]
+        info = dict(self.info, modalities=list(modalities))
+        return TensorData(data, self.labels, self.decode, info, rows, mask)
+
     def subset(self, n: int | None) -> TensorData:
         """The first n samples (all when n is None or larger)."""
         if n is None or n >= len(self):

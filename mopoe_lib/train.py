@@ -499,6 +499,9 @@ def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progres
     out = Path(out_dir)
     if train_data is None:
         train_data, test_data = load_data(cfg, data_root, log)
+    if cfg.model.modalities is not None:  # a model of some of the data's modalities
+        train_data = train_data.select(cfg.model.modalities)
+        test_data = test_data.select(cfg.model.modalities) if test_data is not None else None
     t_data = time.perf_counter() - t0
     trainer = Trainer(cfg, train_data, out, device=device, progress=progress, log=log)
     test_dev = test_data.to(trainer.device) if test_data is not None else None
