@@ -51,6 +51,8 @@ def figure3(evals: Mapping[str, dict], title: str = ""):
            title="conditional coherence (inputs excluded)")  # fmt: skip
     curves(axes[2], c["loglik"], xlabel=xl, ylabel="log-likelihood (nats)", markers=MARKERS,
            title="log-likelihood of all modalities")  # fmt: skip
+    for ax in axes[:2]:
+        ax.set_ylim(0, 1.02)  # the full accuracy range, so that chance looks like chance
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
