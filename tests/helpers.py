@@ -65,3 +65,16 @@ def mst_like(n: int, seed: int = 0):
     chars = (labels.view(-1, 1) + torch.arange(8).view(1, -1)) % 71
     text = torch.nn.functional.one_hot(chars, 71).float()
     return from_tensors({"mnist": mnist, "svhn": svhn, "text": text}, labels)
+
+
+def random_batch(model: MultimodalVAE, b: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch of random inputs in the model's format (one-hot text, images in [0, 1])."""
+    g = torch.Generator().manual_seed(seed)
+    x = {}
+    for m, shape in model.data_shapes.items():
+        if m == "text":
+            idx = torch.randint(71, (b, shape[0]), generator=g)
+            x[m] = torch.nn.functional.one_hot(idx, 71).float()
+        else:
+            x[m] = torch.rand(b, *shape, generator=g)
+    return x

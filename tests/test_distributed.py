@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import random_batch
 
 from mopoe_lib.config import make_config
 from mopoe_lib.experts import batch_shard
@@ -41,18 +42,6 @@ CASES = [
 ]
 
 
-def _batch(model, b, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = {}
-    for m, shape in model.data_shapes.items():
-        if m == "text":
-            idx = torch.randint(71, (b, shape[0]), generator=g)
-            x[m] = torch.nn.functional.one_hot(idx, 71).float()
-        else:
-            x[m] = torch.rand(b, *shape, generator=g)
-    return x
-
-
 @pytest.mark.parametrize("masked", [False, True], ids=["complete", "masked"])
 @pytest.mark.parametrize(("dataset", "method", "over"), CASES, ids=[f"{c[1]}-{i}" for i, c in
                                                                    enumerate(CASES)])  # fmt: skip
@@ -64,7 +53,7 @@ def test_each_rank_draws_the_noise_of_its_samples(dataset, method, over, masked)
     torch.manual_seed(0)
     model = build_model(make_config(dataset, method, "smoke", over)).eval()  # no dropout
     b = 14  # batch_split with 7 subsets: 2 rows each, so halves split a subset's block
-    x = _batch(model, b)
+    x = random_batch(model, b)
     mask = None
     if masked:
         mask = (

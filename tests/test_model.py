@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import random_batch
 
 from mopoe_lib import objectives as O
 from mopoe_lib import subsets as S
@@ -19,21 +20,9 @@ def _model(dataset="mnist_svhn_text", method="mopoe", **over):
     return build_model(cfg)
 
 
-def _batch(model, b=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = {}
-    for m, shape in model.data_shapes.items():
-        if m == "text":
-            idx = torch.randint(71, (b, shape[0]), generator=g)
-            x[m] = torch.nn.functional.one_hot(idx, 71).float()
-        else:
-            x[m] = torch.rand(b, *shape, generator=g)
-    return x
-
-
 def test_decode_loglik_runs_each_decoder_once_and_matches_a_loop():
     model = _model()
-    x = _batch(model)
+    x = random_batch(model)
     calls = {m: 0 for m in model.modalities}
     for m, dec in model.decoders.items():
         dec.register_forward_hook(lambda *_, m=m: calls.__setitem__(m, calls[m] + 1))
@@ -56,7 +45,7 @@ def test_decode_loglik_runs_each_decoder_once_and_matches_a_loop():
 @pytest.mark.parametrize("dataset", ["mnist_svhn_text", "celeba"])
 def test_every_objective_is_finite_and_trains_every_network(dataset, method):
     model = _model(dataset, method)
-    obj = model.objective(_batch(model, b=4))
+    obj = model.objective(random_batch(model, b=4))
     assert obj.value.shape == (4,) and torch.isfinite(obj.loss())
     obj.loss().backward()
     for name, enc in model.encoders.items():
@@ -68,7 +57,7 @@ def test_every_objective_is_finite_and_trains_every_network(dataset, method):
 def test_official_switches_reach_the_objective():
     model = _model(**{"model.prior_expert": "full", "model.sampling": "batch_split",
                       "model.kl": "subset_average"})  # fmt: skip
-    x = _batch(model, b=14)
+    x = random_batch(model, b=14)
     torch.manual_seed(1)
     obj = model.objective(x)
     enc = model.encode(x)
@@ -82,7 +71,7 @@ def test_official_switches_reach_the_objective():
 
 def test_style_objective_is_mopoe_with_style():
     model = _model("celeba", "mopoe")
-    x = _batch(model, b=4)
+    x = random_batch(model, b=4)
     model.eval()  # dropout off, so both evaluations see the same networks
     torch.manual_seed(3)
     obj = model.objective(x)
@@ -102,7 +91,7 @@ def test_style_objective_is_mopoe_with_style():
 
 def test_missing_modalities_are_zero_filled_and_masked():
     model = _model()
-    x = _batch(model, b=4)
+    x = random_batch(model, b=4)
     mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=torch.bool)
     x_nan = {m: v.clone() for m, v in x.items()}
     for i, m in enumerate(model.modalities):
@@ -121,7 +110,7 @@ def test_missing_modalities_are_zero_filled_and_masked():
 
 def test_posteriors_of_all_subsets():
     model = _model()
-    x = _batch(model, b=3)
+    x = random_batch(model, b=3)
     enc = model.encode(x)
     subsets = S.powerset(3)
     post = model.posterior(x)
@@ -156,7 +145,7 @@ def test_mixture_posterior_density_mean_and_samples():
 
 def test_generation_shapes():
     model = _model()
-    x = _batch(model, b=3)
+    x = random_batch(model, b=3)
     gen = model.conditional_generate(x, S.powerset(3), n=2)
     assert gen["svhn"].shape == (2, 7, 3, 3, 32, 32)
     assert gen["text"].shape == (2, 7, 3, 8, 71)
@@ -175,7 +164,7 @@ def test_huge_encoder_log_variances_stay_finite(method):
     model = _model(method=method)
     for enc in model.encoders.values():
         torch.nn.init.constant_(enc.logvar.bias, 300.0)
-    obj = model.objective(_batch(model, b=4))
+    obj = model.objective(random_batch(model, b=4))
     assert torch.isfinite(obj.loss())
     obj.loss().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
