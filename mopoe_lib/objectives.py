@@ -32,8 +32,8 @@ from .experts import (
     batch_uniform,
     current_shard,
     kl_std_normal,
-    log_normal,
     log_std_normal,
+    mixture_log_prob,
     reparameterize,
 )
 from .fusion import PriorExpert, check_experts, subset_posteriors, subset_validity
@@ -154,16 +154,15 @@ def sample_components(
 def _mixture_log_q(z, mu_k, lv_k, valid):
     """log of the uniform mixture over the valid components, at z of shape (..., B, D).
 
-    mu_k, lv_k: (K, B, D); valid: (K, B) or (K, 1). Returns (..., B).
+    mu_k, lv_k: (K, B, D); valid: (K, B) or (K, 1). Returns (..., B). Invalid components
+    get weight 0 (log-weight -inf), the valid ones 1 / (their number).
     """
     extra = z.dim() - 2
     view = (mu_k.shape[0],) + (1,) * extra + mu_k.shape[1:]
-    comp = log_normal(z.unsqueeze(0), mu_k.view(view), lv_k.view(view))  # (K, ..., B)
-    vshape = (valid.shape[0],) + (1,) * extra + (valid.shape[1],)
-    v = valid.view(vshape)
-    comp = torch.where(v, comp, torch.full_like(comp, -torch.inf))
-    n_valid = valid.sum(0).to(z.dtype)  # (B,) or (1,)
-    return torch.logsumexp(comp, dim=0) - torch.log(n_valid)
+    v = valid.view((valid.shape[0],) + (1,) * extra + (valid.shape[1],))
+    log_share = -torch.log(valid.sum(0).to(z.dtype))  # (B,) or (1,)
+    log_weights = torch.where(v, log_share, torch.full_like(log_share, -torch.inf))
+    return mixture_log_prob(z, mu_k.view(view), lv_k.view(view), log_weights)
 
 
 # ---------------------------------------------------------------------------
