@@ -241,8 +241,8 @@ class MultimodalVAE(nn.Module):
         if self.logvar_bound:
             # A soft bound L tanh(lv / L) (identity for |lv| << L). Under the MVAE's prior
             # expert nothing stops an expert's log-variance from drifting upwards (it reached
-            # +200 within 20 steps on PolyMNIST), and float32 fusion and KLs overflow past
-            # ~88 (exp) or a ~170-nat spread of log-precisions (fusion.subset_posteriors).
+            # +200 within 20 steps on PolyMNIST). Fusion stays finite for any spread, but the
+            # KL terms and log-densities take exp(+-lv), which overflows float32 past ~88.
             lv = self.logvar_bound * torch.tanh(lv / self.logvar_bound)
         if not self.style_dim:
             return Encoded(mu, lv)
