@@ -323,24 +323,43 @@ class Trainer:
         return min(full, cap) if cap else full
 
     def _check_finite(self, loss, obj) -> None:
-        total = loss.detach()
+        """Stop before the optimizer step if the loss or any gradient is NaN or infinite.
+
+        One host sync per step: a flag pair (loss, largest |gradient|) is read together.
+        Checking the gradients too stops a run at the step that produced them, with the
+        parameters (and the last checkpoint) untouched: inputs far outside the data range
+        can give a finite loss whose float32 gradients overflow.
+        """
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        gmax = (torch.stack(torch._foreach_norm(grads, float("inf"))).max() if grads
+                else loss.new_zeros(()))  # fmt: skip
+        total = torch.stack([loss.detach().float(), gmax.detach().float()])
         if self.world_size > 1:  # every rank stops together, whichever rank saw it
-            total = total.clone().float()
             dist.all_reduce(total)
-        if torch.isfinite(total):
+        if torch.isfinite(total).all():
             return
+        where = f" on rank {self.rank} of {self.world_size}" if self.world_size > 1 else ""
+        at = f"at epoch {self.epoch + 1}, step {self.global_step + 1} (global){where}"
+        if torch.isfinite(loss.detach()):
+            bad = [n for n, p in self.model.named_parameters()
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]  # fmt: skip
+            raise NonFiniteLossError(
+                f"non-finite gradients ({self.cfg.method}) {at}, from a finite loss "
+                f"{float(loss.detach()):.4g}, in {len(bad)} parameter tensor(s), first "
+                f"{bad[:3]}. The step was not applied and the last checkpoint is intact. "
+                "This happens when inputs are far outside the data's range (images belong "
+                "in [0, 1]: divide 8-bit values by 255) or the learning rate is too high."
+            )
         rec = obj.rec.detach().mean(1)
         terms = {f"rec[{m}]": float(rec[i]) for i, m in enumerate(self.model.modalities)}
         terms["kl"] = float(obj.kl.detach().mean())
         if obj.surrogate is not None:
             terms["surrogate"] = float(obj.surrogate.detach().mean())
         bad = {k: v for k, v in terms.items() if not torch.isfinite(torch.tensor(v))}
-        where = f" on rank {self.rank} of {self.world_size}" if self.world_size > 1 else ""
         raise NonFiniteLossError(
-            f"non-finite loss {float(loss.detach())} ({self.cfg.method}) at epoch "
-            f"{self.epoch + 1}, step {self.global_step + 1} (global){where}: non-finite "
-            f"term(s) {bad or terms}. The last checkpoint is intact; "
-            "try a lower learning rate or float32 (no --bf16)."
+            f"non-finite loss {float(loss.detach())} ({self.cfg.method}) {at}: non-finite "
+            f"term(s) {bad or terms}. The step was not applied and the last checkpoint is "
+            "intact; try a lower learning rate or float32 (no --bf16)."
         )
 
     def train_step(self, batch: dict, mask: torch.Tensor | None) -> tuple:
@@ -352,9 +371,9 @@ class Trainer:
         ):
             obj = model(batch, mask)
             loss = obj.loss()
-        self._check_finite(loss, obj)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._check_finite(loss, obj)
         self.optimizer.step()
         self.global_step += 1
         return loss, obj

@@ -79,8 +79,9 @@ def test_training_steps_stay_finite_for_beta_from_half_to_twenty(method, data):
 @pytest.mark.parametrize("fill", [0.0, 1.0, 255.0], ids=["zeros", "ones", "unscaled-255"])
 def test_extreme_images_give_finite_objectives_and_gradients(method, fill, data):
     """All-black, all-white, and 8-bit values passed without scaling to [0, 1] (255x the
-    data range: losses of ~1e6). Far beyond (~1e3 and up) float32 gradients of the networks
-    themselves overflow; the trainer then stops with NonFiniteLossError."""
+    data range: losses of ~1e6). Far beyond (MoPoE at 1e10) float32 gradients of the networks
+    themselves overflow; the trainer then stops at that step, before the optimizer applies
+    them (tests/test_train.py)."""
     x = data.batch(torch.arange(4))
     x["mnist"] = torch.full_like(x["mnist"], fill)
     x["svhn"] = torch.full_like(x["svhn"], fill)

@@ -107,6 +107,30 @@ def test_a_non_finite_loss_names_the_step_and_the_term(tmp_path, data, method):
     assert not (tmp_path / "checkpoint.pt").exists()  # nothing was saved from the bad step
 
 
+@pytest.mark.parametrize(("method", "fill", "what"), [
+    ("mopoe", 1e10, "gradients"), ("mopoe", 1e30, "loss"), ("mvae", 1e30, "loss"),
+    ("mmvae", 1e30, "loss")])  # fmt: skip
+def test_overflow_stops_at_its_step_with_the_parameters_untouched(tmp_path, data, method, fill,
+                                                                   what):  # fmt: skip
+    """Images far outside [0, 1]: at 1e10 MoPoE's loss is finite (~1e35) but its float32
+    gradients overflow in the backward pass; at 1e30 the forward pass overflows. Either
+    way the run stops at step 1, before Adam applies anything."""
+    x = {m: t.clone() for m, t in data[0].data.items()}
+    x["svhn"].fill_(fill)
+    trainer = Trainer(_cfg(method=method), from_tensors(x, data[0].labels), tmp_path,
+                      device="cpu", progress=False, log=lambda *_: None)  # fmt: skip
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    pattern = rf"non-finite {what}.*\({method}\) at epoch 1, step 1 \(global\)"
+    with pytest.raises(NonFiniteLossError, match=pattern) as err:
+        trainer.fit()
+    assert "step was not applied" in str(err.value)
+    if what == "gradients":
+        assert "divide 8-bit values by 255" in str(err.value)
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert trainer.global_step == 0
+
+
 def test_nan_in_the_data_is_refused_before_training(tmp_path, data):
     x = {m: t.clone() for m, t in data[0].data.items()}
     x["svhn"][7, 0, 3, 3] = float("nan")
