@@ -189,6 +189,7 @@ def write_chapter_metrics(
                 "method": r.cfg.method,
                 "profile": r.cfg.profile,
                 "seed": r.cfg.seed,
+                "missing_ratio": r.cfg.data.missing_ratio,
                 "device": r.metrics.get("device_name"),
                 "wall_time_s": r.metrics.get("wall_time_s"),
                 "data": data_description(r),

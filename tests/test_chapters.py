@@ -44,3 +44,18 @@ def test_chapter_runs_under_smoke_and_reports_its_cost(smoke_chapters, path):
     for claim in doc["claims"]:
         assert set(claim) >= {"text", "held", "detail"}
     assert not doc["comparable_to_paper"]  # offline smoke data are never the paper's
+
+
+def test_the_command_line_passes_every_root_to_the_chapters(monkeypatch, capsys):
+    from mopoe_lib import chapters
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(args=args, kwargs=kwargs)
+        return [{"chapter": "x", "seconds": 0.0}]
+
+    monkeypatch.setattr(chapters, "run_training_chapters", fake)
+    chapters.main(["--profile", "smoke", "--data-root", "/d", "--runs-root", "/r", "--seed", "3"])
+    assert seen["args"][:4] == ("smoke", "cpu", "/d", 3)
+    assert seen["kwargs"]["runs_root"] == "/r"
