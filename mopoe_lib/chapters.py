@@ -156,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[chapters] {nb.name}: {execute_in_place(nb):.1f} s", flush=True)
         return 0
     records = run_training_chapters(
-        args.profile, args.device, args.data_root, args.seed, args.force, args.only,
+        args.profile,
+        args.device,
+        args.data_root,
+        args.seed,
+        args.force,
+        args.only,
         runs_root=args.runs_root,
     )
     if not records:
