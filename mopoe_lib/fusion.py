@@ -149,36 +149,73 @@ def subset_posteriors(
     w = torch.exp(neg - shift)
     if mask is not None:
         w = torch.where(present, w, torch.zeros_like(w))
-    # Only the two (K, B, D) outputs are allocated; the rest is done in place, since
-    # at this size fresh temporaries cost more (page faults) than the arithmetic. The
-    # prior expert (mean 0, log-precision 0) joins the matrix product as one more row.
+    # The prior expert (mean 0, log-precision 0) joins the matrix product as one more row.
     if any_prior:
         sel = torch.cat([sel, flags_cpu.to(device=mu.device, dtype=mu.dtype).unsqueeze(1)], dim=1)
         w = torch.cat([w, torch.exp(-shift).unsqueeze(0)])
         mu = torch.cat([mu, torch.zeros_like(mu[:1])])
-    n_rows = w.shape[0]
-    if mask is None:
-        w_sum = (sel @ w.reshape(n_rows, -1)).reshape(-1, batch, dim)
-        mu_k = (sel @ (mu * w).reshape(n_rows, -1)).reshape(-1, batch, dim)
-    else:
-        w_sum = torch.einsum("km,mbd->kbd", sel, w)
-        mu_k = torch.einsum("km,mbd->kbd", sel, mu * w)
-    # w_sum is 0 only for subsets without any expert, or for a lone expert so vague that
-    # its relative precision underflowed (spreads beyond ~160 nats): its variance is then
-    # capped near e^(shift + 87) instead of NaN. (In place: the product saved its inputs.)
     need_clamp = mask is not None or not every_subset_valid
-    w_sum.clamp_min_(torch.finfo(w_sum.dtype).tiny)
-    if torch.is_grad_enabled() and (mu.requires_grad or logvar.requires_grad):
-        mu_k = mu_k / w_sum
-        logvar_k = -(shift + torch.log(w_sum))
-    else:
-        mu_k = mu_k.div_(w_sum)
-        logvar_k = w_sum.log_().add_(shift).neg_()
+    mu_k, logvar_k = _ProductOfExperts.apply(sel, w, mu, shift)
     if need_clamp:
         valid = subset_validity(subsets_cpu.to(mu.device), mask, prior_expert).unsqueeze(-1)
         mu_k = torch.where(valid, mu_k, torch.zeros_like(mu_k))
         logvar_k = torch.where(valid, logvar_k, torch.zeros_like(logvar_k))
     return mu_k, logvar_k
+
+
+class _ProductOfExperts(torch.autograd.Function):
+    """The fused core: relative precisions w (R, B, D), means mu (R, B, D), selection sel
+    (K, R), reference log-precision shift (B, D) -> mu_k, logvar_k (K, B, D).
+
+    W = sel @ w and S = sel @ (mu w) are two matrix products; mu_k = S / W and logvar_k =
+    -(shift + log W). The backward pass is written out so that it touches each (K, B, D)
+    tensor as few times as possible (about half of what autograd records for the same
+    expressions; bench.py measures it), since at this size the CPU time is memory
+    traffic: with g_mu, g_lv the output gradients and 1/W saved from the forward pass,
+        dS = g_mu / W,  dW = -(g_mu mu_k + g_lv) / W,
+        d(mu w) = sel^T dS,  dw = sel^T dW + d(mu w) mu,  dmu = d(mu w) w.
+    Where W underflows (a subset without experts for a sample, or a lone expert so
+    vague that its relative precision is 0) W is clamped to the smallest normal number
+    and the gradient through it is zero.
+    """
+
+    @staticmethod
+    def forward(ctx, sel, w, mu, shift):
+        # Full precision under autocast too: these are the experts' parameters.
+        with torch.autocast(w.device.type, enabled=False):
+            return _ProductOfExperts._forward(ctx, sel, w, mu, shift)
+
+    @staticmethod
+    def _forward(ctx, sel, w, mu, shift):
+        k, (r, b, d) = sel.shape[0], w.shape
+        mw = mu * w
+        big_w = (sel @ w.reshape(r, -1)).reshape(k, b, d)
+        mu_k = (sel @ mw.reshape(r, -1)).reshape(k, b, d)
+        tiny = torch.finfo(big_w.dtype).tiny
+        dead = big_w < tiny
+        big_w.clamp_min_(tiny)
+        mu_k.div_(big_w)
+        logvar_k = torch.log(big_w).add_(shift).neg_()
+        inv = big_w.reciprocal_().masked_fill_(dead, 0.0)  # reuses W's memory
+        ctx.save_for_backward(sel, w, mu, mu_k, inv)
+        return mu_k, logvar_k
+
+    @staticmethod
+    def backward(ctx, g_mu, g_lv):
+        with torch.autocast(ctx.saved_tensors[1].device.type, enabled=False):
+            return _ProductOfExperts._backward(ctx, g_mu, g_lv)
+
+    @staticmethod
+    def _backward(ctx, g_mu, g_lv):
+        sel, w, mu, mu_k, inv = ctx.saved_tensors
+        k, r = sel.shape
+        g_mu = torch.zeros_like(mu_k) if g_mu is None else g_mu.to(mu_k.dtype)
+        g_lv = torch.zeros_like(mu_k) if g_lv is None else g_lv.to(mu_k.dtype)
+        minus_d_big_w = torch.addcmul(g_lv, g_mu, mu_k).mul_(inv).reshape(k, -1)
+        d_s = (g_mu * inv).reshape(k, -1)
+        d_mw = (sel.t() @ d_s).reshape(w.shape)
+        d_w = (sel.t() @ minus_d_big_w).neg_().reshape(w.shape).addcmul_(d_mw, mu)
+        return None, d_w, d_mw.mul_(w), None
 
 
 def subset_posteriors_loop(

@@ -41,6 +41,48 @@ def test_decode_loglik_runs_each_decoder_once_and_matches_a_loop():
                 assert torch.all(ll[i, t] == 0)
 
 
+@pytest.mark.parametrize("dataset", ["mnist_svhn_text", "celeba"])
+def test_cpu_decoder_chunks_give_the_same_values_and_gradients(dataset):
+    """Many codes are decoded in calls of at most decode_chunk_rows rows on the CPU; the
+    result must not depend on it. CelebA's decoders hold BatchNorm: in training mode they
+    are never split (the statistics would change), in eval mode they are."""
+    model = _model(dataset, "mmvae_dreg")
+    x = random_batch(model, b=6)
+    need = torch.ones(7, len(model.modalities), dtype=torch.bool)
+    need[2, 0] = False
+    style = torch.randn(len(model.modalities), 6, model.style_dim) if model.style_dim else None
+    results = {}
+    for training in (True, False):
+        model.train(training)
+        for rows in (None, 12, 5):  # one call; 2 groups per call; 1 group (5 < batch)
+            model.decode_chunk_rows = rows
+            calls = []
+            hooks = [d.register_forward_hook(lambda *_, c=calls: c.append(1))
+                     for d in model.decoders.values()]  # fmt: skip
+            z = torch.randn(7, 6, model.latent_dim, generator=torch.Generator().manual_seed(1))
+            z.requires_grad_()
+            for module in model.modules():  # dropout off: the same network every call
+                if isinstance(module, torch.nn.Dropout | torch.nn.Dropout2d | torch.nn.Dropout1d):
+                    module.eval()
+            ll = model.decode_loglik(x, z, need, style)
+            ll.sum().backward()
+            for h in hooks:
+                h.remove()
+            results[training, rows] = (ll.detach(), z.grad, len(calls))
+    for training in (True, False):
+        ref, ref_grad, one_call = results[training, None]
+        assert one_call == len(model.modalities)
+        for rows in (12, 5):
+            ll, grad, n_calls = results[training, rows]
+            split = not (training and model._decoders_have_batch_stats)
+            expected = {12: 4, 5: 7} if split else {12: 1, 5: 1}  # calls per decoder
+            # the first decoder skips group 2, leaving 6 groups: 3 calls of 2, or 6 of 1
+            first = {12: 3, 5: 6}[rows] if split else 1
+            assert n_calls == first + (len(model.modalities) - 1) * expected[rows]
+            torch.testing.assert_close(ll, ref, rtol=1e-5, atol=1e-3)
+            torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dataset", ["mnist_svhn_text", "celeba"])
 def test_every_objective_is_finite_and_trains_every_network(dataset, method):
