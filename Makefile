@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	@echo "[setup] installing the project into $(VENV) (first time: several minutes)"
 	@set -o pipefail; $(VPY) -m pip install -q --upgrade pip $(PIP_FILTER)
-	@set -o pipefail; $(VPY) -m pip install -q -e ".[book,test]" $(PIP_FILTER)
+	@set -o pipefail; $(VPY) -m pip install -q -e ".[book,test,bench]" $(PIP_FILTER)
 	$(VPY) -c "import torch, torchvision, mopoe_lib; print('[setup] torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)

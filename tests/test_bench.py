@@ -1,0 +1,72 @@
+"""The benchmark's plumbing (not its timings): the same networks on both sides, the floor,
+the JSON it writes, and the book page's tables. Timings live in `python -m mopoe_lib.bench`."""
+
+import json
+
+import pytest
+import torch
+
+from mopoe_lib import bench
+
+
+def test_the_peer_runs_copies_of_our_networks_with_the_same_weights():
+    bench_peer = pytest.importorskip("mopoe_lib.bench_peer")
+    pytest.importorskip("multivae")
+    x, labels = bench.polymnist_batch(4, torch.device("cpu"))
+    for ours, peer in (("mopoe", "mopoe"), ("mvae", "mvae"), ("mmvae_dreg", "mmvae")):
+        model = bench.polymnist_model(ours, 8, "cpu", K=2)
+        net = bench_peer.build(model, peer, K=2)
+        for m in model.modalities:
+            ref, copy = model.encoders[m], net.encoders[m].net
+            assert copy is not ref  # a copy: both sides train their own parameters
+            for a, b in zip(ref.parameters(), copy.parameters(), strict=True):
+                assert torch.equal(a, b)
+            torch.testing.assert_close(net.decoders[m](torch.ones(2, 8)).reconstruction,
+                                       model.decoders[m](torch.ones(2, 8)))  # fmt: skip
+        loss = net(bench_peer.dataset(x, labels)).loss
+        assert loss.dim() == 0 and torch.isfinite(loss)
+
+
+def test_the_floor_runs_each_network_as_often_as_the_objective():
+    model = bench.polymnist_model("mmvae_dreg", 8, "cpu", K=3)
+    x, _ = bench.polymnist_batch(4, torch.device("cpu"))
+    rows = {m: 0 for m in model.modalities}
+    for m, dec in model.decoders.items():
+        dec.register_forward_hook(
+            lambda mod, inp, out, m=m: rows.__setitem__(m, rows[m] + len(out))
+        )
+    bench.floor_step(model, x, lambda i: 5 * 3)()  # M x K codes per decoder
+    assert rows == dict.fromkeys(model.modalities, 5 * 3 * 4)
+    model.decode_chunk_rows = 8  # the floor decodes in calls of the model's size too
+    calls = []
+    model.decoders["m0"].register_forward_hook(lambda *_: calls.append(1))
+    bench.floor_step(model, x, lambda i: 5 * 3)()
+    assert len(calls) == 8  # 15 groups of 4 codes, 2 groups (8 rows) per call
+
+
+def test_the_command_writes_its_results_and_the_book_tables(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["steps", "--batch", "4", "--latent", "8", "--repeats", "2", "--threads", "1",
+                "--no-peer", "--json", str(out)])  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert {"MoPoE", "MVAE", "MMVAE K=1", "MMVAE K=10", "config"} <= set(doc["steps"])
+    mopoe = doc["steps"]["MoPoE"]
+    assert mopoe["mopoe_lib"]["repeats"] == 2 and mopoe["floor"]["median_ms"] > 0
+    assert mopoe["ours_over_floor"] == pytest.approx(
+        mopoe["mopoe_lib"]["median_ms"] / mopoe["floor"]["median_ms"]
+    )
+    assert doc["environment"]["threads"] == 1 and doc["wall_time_s"] > 0
+    rows = {r[0]: r for r in bench.target_rows(doc)}
+    assert rows["MoPoE: ours_over_multivae"][1] == "not measured"  # --no-peer
+    assert rows["MoPoE: ours_over_floor"][3] in ("yes", "no")
+    assert len(bench.step_rows(doc)) == 4
+    assert "targets (ratios of one run)" in capsys.readouterr().out
+
+
+def test_fusion_benchmark_compares_with_the_loop_and_profiles_a_step():
+    r = bench.bench_fusion(batch=4, dim=8, repeats=2)
+    assert r["speedup_forward_backward"] > 0 and r["config"]["subsets"] == 31
+    x, _ = bench.polymnist_batch(4, torch.device("cpu"))
+    prof = bench.fusion_in_step(bench.polymnist_model("mopoe", 8, "cpu"), x, repeats=1)
+    assert 0 < prof["fusion_forward_share"] < 1
+    assert prof["profile_top_self_cpu"][0]["self_cpu_ms_per_step"] > 0
