@@ -18,6 +18,23 @@ def test_log_normal_matches_torch_distributions():
     )
 
 
+@pytest.mark.parametrize(
+    ("z_shape", "mu_shape", "lv_shape"),
+    [((4, 3), (4, 3), (4, 3)), ((1, 5, 3), (6, 5, 3), (6, 5, 3)), ((2, 1, 5, 3), (6, 5, 3), (5, 3)),
+     ((5, 1, 3), (1, 4, 3), (1, 4, 3))],
+)  # fmt: skip
+def test_log_normal_gradients_pass_gradcheck_under_broadcasting(z_shape, mu_shape, lv_shape):
+    """log_normal's backward pass is written out (experts._LogNormal): check it against
+    finite differences, with the broadcasting that the objectives use."""
+    g = torch.Generator().manual_seed(0)
+    args = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True)
+            for s in (z_shape, mu_shape, lv_shape)]  # fmt: skip
+    assert torch.autograd.gradcheck(E.log_normal, args)
+    z, mu, lv = (a.detach() for a in args)
+    ref = -0.5 * (math.log(2 * math.pi) + lv + (z - mu) ** 2 * torch.exp(-lv)).sum(-1)
+    torch.testing.assert_close(E.log_normal(z, mu, lv), ref)
+
+
 @pytest.mark.parametrize("prior_expert", [False, True])
 def test_product_of_experts_against_brute_force_density_product(prior_expert):
     """Multiply the densities on a fine grid, normalize, and read off mean and variance."""
