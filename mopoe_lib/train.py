@@ -234,6 +234,8 @@ class Trainer:
         self.global_step = 0
         self._resume_in_epoch: dict | None = None  # position inside an interrupted epoch
         self._in_epoch: dict | None = None  # the running epoch's position, for checkpoints
+        self._earlier_seconds = 0.0  # training time of earlier sessions (from the checkpoint)
+        self._session_start: float | None = None  # when fit() of this session began
         self.ddp = None
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -271,6 +273,8 @@ class Trainer:
             "world_size": self.world_size,
             # mid-epoch checkpoints: the epoch's permutation, next step and running sums
             "in_epoch": self._in_epoch,
+            # training time of every session so far, so a resumed run reports its full cost
+            "train_seconds": self.train_seconds(),
         }
 
     def save_checkpoint(self) -> Path:
@@ -310,6 +314,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.global_step = ckpt["epoch"], ckpt["global_step"]
         self._resume_in_epoch = ckpt.get("in_epoch")
+        self._earlier_seconds = float(ckpt.get("train_seconds", 0.0))
         self.generator.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
         if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
@@ -430,9 +435,15 @@ class Trainer:
             "samples_per_second": (steps - first) * b / seconds,
         }
 
+    def train_seconds(self) -> float:
+        """Wall time spent in :meth:`fit`, over this and every earlier (resumed) session."""
+        now = 0.0 if self._session_start is None else time.perf_counter() - self._session_start
+        return self._earlier_seconds + now
+
     def fit(self, on_epoch=None) -> list[dict]:
         """Train up to ``cfg.train.epochs``, logging and checkpointing; returns the epoch logs."""
         tc = self.cfg.train
+        self._session_start = time.perf_counter()
         writer = _tensorboard(self.out) if self.is_main else None
         logs = []
         try:
@@ -454,6 +465,7 @@ class Trainer:
                 if on_epoch is not None and self.is_main:
                     on_epoch(self, entry)
         finally:
+            self._earlier_seconds, self._session_start = self.train_seconds(), None
             if writer is not None:
                 writer.close()
         return logs
@@ -581,6 +593,8 @@ def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progres
         "wall_time_s": {
             "data": t_data,
             "train": t_train,
+            # a resumed run: also the sessions before the interruption (checkpointed time)
+            "train_all_sessions": trainer.train_seconds(),
             "eval": t_eval,
             "total": time.perf_counter() - t0,
         },  # fmt: skip

@@ -72,6 +72,18 @@ def test_resume_gives_bitwise_the_uninterrupted_run(tmp_path, data, method):
     assert [json.loads(line)["epoch"] for line in logs] == [1, 2]
 
 
+def test_a_resumed_run_reports_the_training_time_of_every_session(tmp_path, data):
+    first = _run(_cfg(**{"train.epochs": 1}), tmp_path, data)
+    earlier = _state(tmp_path)["train_seconds"]
+    assert earlier > 0
+    assert first["wall_time_s"]["train_all_sessions"] == pytest.approx(earlier, abs=0.05)
+    second = _run(_cfg(), tmp_path, data, resume=True)
+    wt = second["wall_time_s"]
+    assert wt["train_all_sessions"] == pytest.approx(earlier + wt["train"], abs=0.5)
+    assert wt["train_all_sessions"] > wt["train"]
+    assert _state(tmp_path)["train_seconds"] == pytest.approx(wt["train_all_sessions"], abs=0.5)
+
+
 def test_resume_after_a_crash_drops_log_lines_past_the_checkpoint(tmp_path, data):
     _run(_cfg(**{"train.epochs": 1}), tmp_path, data)
     with open(tmp_path / "log.jsonl", "a") as f:  # epoch 2 was logged, then the run died
