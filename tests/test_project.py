@@ -117,3 +117,25 @@ def test_ruff_is_clean():
     assert check.returncode == 0, check.stdout + check.stderr
     fmt = subprocess.run([ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_build_time_execution_skips_exactly_the_training_chapters():
+    """The book renders papermill's executed copies as they are: if the build re-ran them
+    (with reused runs), the pages would show the rerun's cost ("ran in 2 s", "reused")
+    instead of the training run's. myst-nb matches the patterns with PurePosixPath.match,
+    which is anchored at the right and keeps `*` inside one path component."""
+    from pathlib import PurePosixPath
+
+    patterns = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["exclude_patterns"]
+
+    def excluded(path):
+        return any(PurePosixPath(path.as_posix()).match(p) for p in patterns)
+
+    experiments = ROOT / "book" / "experiments"
+    chapters = sorted(experiments.glob("[0-9]*.ipynb"))
+    assert chapters
+    for nb in chapters:
+        assert excluded(nb), nb
+        assert excluded(experiments / "executed" / nb.name), nb.name
+    for nb in [*ROOT.glob("book/theory/*.ipynb"), *ROOT.glob("book/appendix/*.ipynb")]:
+        assert not excluded(nb), nb
