@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import random_batch
 
-from mopoe_lib.config import make_config
+from mopoe_lib.config import Config, make_config
 from mopoe_lib.experts import batch_shard
 from mopoe_lib.model import build_model
 from mopoe_lib.train import SLOW_CHECKPOINT_ENV
@@ -102,17 +102,26 @@ def _params(out: Path) -> dict:
     return torch.load(out / "checkpoint.pt", weights_only=False)
 
 
-def _difference(a: dict, b: dict) -> tuple[float, float]:
-    """Largest absolute parameter difference, and the largest relative to the parameter
-    tensor's scale (max |p| of that tensor)."""
-    worst_abs = worst_rel = 0.0
-    for k, v in a["model"].items():
-        if not v.is_floating_point():
-            continue
-        d = (v - b["model"][k]).abs().max().item()
-        worst_abs = max(worst_abs, d)
-        worst_rel = max(worst_rel, d / max(v.abs().max().item(), 1e-12))
-    return worst_abs, worst_rel
+def _flat(state: dict) -> torch.Tensor:
+    return torch.cat([v.flatten().double() for v in state.values() if v.is_floating_point()])
+
+
+def _initial(ckpt: dict) -> dict:
+    """The parameters both runs started from (the trainer seeds, then builds the model)."""
+    cfg = Config.from_dict(ckpt["config"])
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg).state_dict()
+
+
+def _difference(one: dict, two: dict) -> dict:
+    """How far the two-process parameters are from the one-process ones: the L2 norm of
+    the difference relative to the L2 norm of the one-process run's whole update (what
+    training moved), and, for the record, the largest and the 99.9 % quantile of the
+    absolute differences of single parameters."""
+    a, b, start = _flat(one["model"]), _flat(two["model"]), _flat(_initial(one))
+    d = (a - b).abs()
+    return {"relative_l2": float(d.norm() / (a - start).norm()), "max_abs": float(d.max()),
+            "q999_abs": float(d.kthvalue(int(0.999 * len(d))).values)}  # fmt: skip
 
 
 # Tolerance, from the math. Both runs draw the same data order and the same noise for every
@@ -120,12 +129,17 @@ def _difference(a: dict, b: dict) -> tuple[float, float]:
 # sums, then an all-reduce), so gradients differ by a few ulps relative. Adam's step
 # lr * m / (sqrt(v) + eps) is scale-free: where a gradient component is well above
 # rounding level its step changes by ~lr * 1e-6, but where a component is itself at
-# rounding level (cancellations) the normalized step can differ by up to ~lr. A genuine
-# difference (another noise draw, another data order, gradients summed instead of
-# averaged) moves parameters by O(lr) = 1e-3 in every step. We allow 1e-5 absolute
-# (lr / 100) on every parameter; measured: 2.9e-6 after 8 steps and after the resume to 16
-# (relative to the largest |parameter| of the tensor: 7.6e-5), single-threaded processes.
-ATOL = 1e-5
+# rounding level (cancellations) the normalized step can differ by up to ~lr. So single
+# parameters may differ by up to ~lr per step (the maximum is a poor statistic: it is one
+# rounding-level component, and it moved from 3e-6 to 1.1e-5 when the fusion's
+# floating-point operations were reordered), while the bulk agrees to float32 precision.
+# A genuine difference (another noise draw or data order, a lost gradient share) changes
+# the whole trajectory: the difference is then a sizeable fraction of the update itself
+# (16 against 8 steps of the same run: 0.46; both ranks training on rank 0's half of every
+# batch: 0.82). We require the L2 norm of the difference to
+# be at most 1e-4 of the L2 norm of the update; measured 2e-6 (max single parameter
+# 1.1e-5, 99.9 % of the parameters within 1.5e-8), single-threaded processes.
+RTOL_L2 = 1e-4
 
 
 @pytest.mark.slow
@@ -138,10 +152,11 @@ def test_torchrun_two_processes_match_one_process_and_resume(tmp_path, capsys):
     _train(two, 2, epochs=2, resume=True)  # resume under torchrun
     second = _difference(_params(one2), _params(two))
     with capsys.disabled():
-        print(f"\nDDP (2 gloo processes) vs 1 process, max |diff| / relative to max|param|: "
-              f"after 8 steps {first[0]:.2e} / {first[1]:.2e}; after resume to 16 steps "
-              f"{second[0]:.2e} / {second[1]:.2e} (tolerance {ATOL:.0e} absolute)")  # fmt: skip
-    assert first[0] <= ATOL and second[0] <= ATOL
+        for name, r in (("after 8 steps", first), ("after resume to 16 steps", second)):
+            print(f"\nDDP (2 gloo processes) vs 1 process, {name}: |diff| / |update| (L2) "
+                  f"{r['relative_l2']:.1e} (tolerance {RTOL_L2:.0e}); single parameters: max "
+                  f"{r['max_abs']:.1e}, 99.9 % quantile {r['q999_abs']:.1e}")  # fmt: skip
+    assert first["relative_l2"] <= RTOL_L2 and second["relative_l2"] <= RTOL_L2
     state = _params(two)
     assert state["world_size"] == 2 and state["global_step"] == 16
     # rank 0 alone wrote the log (one line per epoch) and the metrics
