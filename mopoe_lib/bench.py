@@ -52,16 +52,7 @@ def _stats(times_ms: list[float]) -> dict:
 
 def time_call(fn, device: torch.device, repeats: int = 30, warmup: int = 3) -> dict:
     """Median and spread of wall times of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return _stats(times)
+    return time_round_robin({"fn": fn}, device, repeats, warmup)["fn"]
 
 
 def time_round_robin(fns: dict[str, Callable], device, repeats: int, warmup: int = 1) -> dict:
@@ -170,7 +161,7 @@ def bench_steps(batch=256, latent_dim=512, device="cpu", repeats=5, ks=(1, 10),
         reps = repeats if k == 1 else max(2, repeats // 2)
         t0 = time.perf_counter()
         res = time_round_robin(fns, dev, reps, warmup=1)
-        r = {impl: v for impl, v in res.items()}
+        r = dict(res)
         ours = r["mopoe_lib"]["median_ms"]
         r["ours_over_floor"] = ours / r["floor"]["median_ms"]
         if "multivae" in r:

@@ -15,18 +15,16 @@ import torch.nn as nn
 
 from .model import MultimodalVAE
 
-PEER = "multivae"
-
 
 def available() -> str | None:
-    """The installed multivae version, or None."""
+    """The installed multivae version, or None when it cannot be imported."""
     try:
-        import multivae
+        import multivae  # noqa: F401
     except ImportError:
         return None
     from importlib.metadata import version
 
-    return version("multivae") if hasattr(multivae, "__name__") else None
+    return version("multivae")
 
 
 def _require():
