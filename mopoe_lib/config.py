@@ -145,8 +145,9 @@ PROFILES: dict[str, dict[str, dict]] = {
             # Measured (seeds 0-2): this still learns NOTHING of the digit (latent accuracy
             # and coherence of all three models within a few points of chance; the MVAE's
             # posterior collapses); nor did the first version (2 epochs at batch 64).
-            # Probes (linear accuracy on MoPoE's joint posterior means): 3 epochs at beta 1
-            # or lr 3e-3 stay below 0.2; 6 epochs at beta 1 reach 0.25 (beta 2.5: 0.18).
+            # A throwaway probe (not in the repository; linear accuracy on MoPoE's joint
+            # posterior means, 3,000/1,000 tuples): 3 epochs at beta 1 or lr 3e-3 stayed below
+            # 0.2; 6 epochs at beta 1 reached 0.25 (beta 2.5: 0.18).
             "model": {"latent_dim": 64, "beta": 2.5},
             "train": {"epochs": 3, "batch_size": 32, "lr": 1e-3, "checkpoint_every": 1},
             "data": {"prepare": {"n_train": 10_000, "n_test": 2_000}},
