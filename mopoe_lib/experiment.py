@@ -15,7 +15,7 @@ import hashlib
 import html
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,6 +250,32 @@ def claims_table(claims: Iterable[Claim]):
 
     rows = [[c.text, "held" if c.held else "not held", c.detail] for c in claims]
     return HTML(html_table(["claim of the paper", "this run", "numbers"], rows))
+
+
+def held_on_seeds(claims_by_seed: Mapping[int, Iterable[Claim]]) -> dict[str, list[int]]:
+    """{claim text: the seeds on which it held}, in the order of the first seed's claims."""
+    out: dict[str, list[int]] = {}
+    for seed, claims in claims_by_seed.items():
+        for c in claims:
+            out.setdefault(c.text, [])
+            if c.held:
+                out[c.text].append(seed)
+    return out
+
+
+def claims_table_seeds(claims_by_seed: Mapping[int, Iterable[Claim]]):
+    """One row per claim: on how many of the seeds it held, and each seed's numbers."""
+    from IPython.display import HTML
+
+    by_seed = {s: {c.text: c for c in cs} for s, cs in claims_by_seed.items()}
+    held = held_on_seeds(claims_by_seed)
+    n = len(by_seed)
+    rows = []
+    for text, seeds in held.items():
+        numbers = "; ".join(f"seed {s}: {by_seed[s][text].detail}" for s in by_seed)
+        rows.append([text, f"{len(seeds)} of {n}" + (f" ({', '.join(map(str, seeds))})"
+                                                     if 0 < len(seeds) < n else ""), numbers])  # fmt: skip
+    return HTML(html_table(["claim of the paper", "held on seeds", "numbers"], rows))
 
 
 @dataclass

@@ -447,6 +447,9 @@ def build_model(cfg) -> MultimodalVAE:
         laplace_scale=mc.laplace_scale,
         rec_weight_rule=mc.rec_weights,
         modalities=mc.modalities,
+        width_multiplier=mc.width_multiplier,
+        image_likelihood=mc.image_likelihood,
+        gaussian_scale=mc.gaussian_scale,
     )
     return MultimodalVAE(
         nets.modalities,

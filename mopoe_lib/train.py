@@ -61,6 +61,7 @@ from .experts import batch_shard
 from .model import MultimodalVAE, build_model
 
 CHECKPOINT = "checkpoint.pt"
+CURVE = "curve.jsonl"
 # Settings that may change between a run and its resumption: they do not change the
 # training trajectory (more epochs extend it).
 RESUMABLE = (
@@ -69,6 +70,7 @@ RESUMABLE = (
     "train.checkpoint_every_steps",
     "train.eval_every",
     "train.compile",
+    "train.curve_every_steps",
 )
 SLOW_CHECKPOINT_ENV = "MOPOE_TEST_SLOW_CHECKPOINT"
 
@@ -370,6 +372,7 @@ class Trainer:
     def train_step(self, batch: dict, mask: torch.Tensor | None) -> tuple:
         """One optimizer step on this process's share of a global batch; (loss, objective)."""
         model = self.ddp if self.ddp is not None else self.model
+        self.model.beta = self.beta_at(self.global_step)
         with (
             torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16),
             batch_shard(self.rank, self.world_size),
@@ -383,7 +386,12 @@ class Trainer:
         self.global_step += 1
         return loss, obj
 
-    def train_epoch(self) -> dict:
+    def beta_at(self, step: int) -> float:
+        """beta of optimizer step ``step`` (0-based): the KL warm-up, then model.beta."""
+        warmup, beta = self.cfg.train.beta_warmup_steps, self.cfg.model.beta
+        return beta if not warmup else beta * min(1.0, (step + 1) / warmup)
+
+    def train_epoch(self, on_step=None) -> dict:
         """One pass over a fresh permutation (or the rest of an interrupted one); returns
         the epoch's averages."""
         from tqdm.auto import tqdm
@@ -414,6 +422,8 @@ class Trainer:
                                    obj.rec.detach().mean(1)]).double()  # fmt: skip
             if self.progress and (step % 10 == 0 or step == steps - 1):
                 bar.set_postfix(loss=f"{float(loss):.1f}")
+            if on_step is not None and self.is_main:
+                on_step(self)
             if every and self.global_step % every == 0 and step + 1 < steps:
                 self._in_epoch = {"perm": perm, "step": step + 1, "sums": sums.cpu()}
                 self.save_checkpoint()
@@ -440,15 +450,18 @@ class Trainer:
         now = 0.0 if self._session_start is None else time.perf_counter() - self._session_start
         return self._earlier_seconds + now
 
-    def fit(self, on_epoch=None) -> list[dict]:
-        """Train up to ``cfg.train.epochs``, logging and checkpointing; returns the epoch logs."""
+    def fit(self, on_epoch=None, on_step=None) -> list[dict]:
+        """Train up to ``cfg.train.epochs``, logging and checkpointing; returns the epoch logs.
+
+        ``on_step(trainer)`` runs on rank 0 after every optimizer step (the learning curve).
+        """
         tc = self.cfg.train
         self._session_start = time.perf_counter()
         writer = _tensorboard(self.out) if self.is_main else None
         logs = []
         try:
             while self.epoch < tc.epochs:
-                entry = self.train_epoch()
+                entry = self.train_epoch(on_step)
                 logs.append(entry)
                 if self.is_main:
                     with open(self.out / "log.jsonl", "a") as f:
@@ -466,6 +479,7 @@ class Trainer:
                     on_epoch(self, entry)
         finally:
             self._earlier_seconds, self._session_start = self.train_seconds(), None
+            self.model.beta = self.cfg.model.beta  # a model never leaves in its warm-up
             if writer is not None:
                 writer.close()
         return logs
@@ -553,6 +567,7 @@ def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progres
         log(f"[train] no checkpoint in {out}: starting from scratch")
     if trainer.is_main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _truncate_jsonl(out / CURVE, "global_step", trainer.global_step)
     procs = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
     log(f"[train] {cfg.dataset} {cfg.method} ({cfg.profile}) on {trainer.device}{procs}: "
         f"{len(trainer.data)} training samples, {trainer.steps_per_epoch()} steps per epoch")  # fmt: skip
@@ -567,8 +582,10 @@ def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progres
             path = out / "eval" / f"epoch_{tr.epoch:04d}.json"
             path.write_text(json.dumps(res, indent=2, default=float) + "\n")
 
+    use_curve = evaluate and test_data is not None and cfg.train.curve_every_steps > 0
+    curve = _Curve(cfg, trainer, test_dev, out) if use_curve else None
     t1 = time.perf_counter()
-    trainer.fit(on_epoch=periodic_eval)
+    trainer.fit(on_epoch=periodic_eval, on_step=curve)
     t_train = time.perf_counter() - t1
     if not trainer.is_main:
         return {"rank": trainer.rank, "train": {"epochs": trainer.epoch,
@@ -595,6 +612,8 @@ def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progres
             "train": t_train,
             # a resumed run: also the sessions before the interruption (checkpointed time)
             "train_all_sessions": trainer.train_seconds(),
+            # of which spent on the learning curve (not training proper)
+            "curve": curve.seconds if curve is not None else 0.0,
             "eval": t_eval,
             "total": time.perf_counter() - t0,
         },  # fmt: skip
@@ -611,6 +630,7 @@ def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progres
             "epochs": trainer.epoch,
             "global_step": trainer.global_step,
             "final": history[-1] if history else None,
+            "curve": curve.points if curve is not None else [],
         },  # fmt: skip
         "eval": results,
         "config": cfg.to_dict(),
@@ -630,11 +650,58 @@ def _presence(data: TensorData) -> dict | None:
 
 def _truncate_log(path: Path, epoch: int) -> None:
     """Drop log lines of epochs after the checkpoint (they will be trained again)."""
+    _truncate_jsonl(path, "epoch", epoch)
+
+
+def _truncate_jsonl(path: Path, key: str, last: int) -> None:
     if path.is_file():
-        keep = [
-            line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epoch
-        ]
+        keep = [line for line in path.read_text().splitlines() if json.loads(line)[key] <= last]
         path.write_text("".join(line + "\n" for line in keep))
+
+
+class _Curve:
+    """The learning curve (:mod:`mopoe_lib.evaluation.curve`) as a trainer step hook.
+
+    Points go to ``curve.jsonl`` (rank 0), one before the first step and one every
+    ``train.curve_every_steps``; a resumed run keeps the points up to its checkpoint. The
+    time spent here inside training is excluded from each point's ``train_s``.
+    """
+
+    def __init__(self, cfg: Config, trainer: Trainer, test: TensorData, out: Path):
+        self.every, self.n, self.seed = (
+            cfg.train.curve_every_steps,
+            cfg.eval.curve_samples,
+            cfg.seed,
+        )
+        self.trainer, self.test, self.path = trainer, test, out / CURVE
+        self.points = []
+        if self.path.is_file():
+            self.points = [json.loads(line) for line in self.path.read_text().splitlines()]
+        last = self.points[-1] if self.points else {}
+        self.seconds = last.get("curve_s", 0.0)  # all curve time
+        self.seconds_in_fit = last.get("curve_in_training_s", 0.0)  # the part inside fit()
+        if self.every and trainer.is_main and trainer.global_step == 0 and not self.points:
+            self.record(in_fit=False)
+
+    def __call__(self, trainer: Trainer) -> None:
+        if self.every and trainer.global_step % self.every == 0:
+            self.record(in_fit=True)
+
+    def record(self, in_fit: bool) -> None:
+        from .evaluation.curve import curve_point
+
+        tr = self.trainer
+        t = time.perf_counter()
+        point = curve_point(tr.model, tr.data, self.test, self.n, self.seed)
+        spent = time.perf_counter() - t
+        self.seconds += spent
+        self.seconds_in_fit += spent if in_fit else 0.0
+        point = {"global_step": tr.global_step, "epoch": tr.epoch,
+                 "train_s": max(0.0, tr.train_seconds() - self.seconds_in_fit), **point,
+                 "curve_s": self.seconds, "curve_in_training_s": self.seconds_in_fit}  # fmt: skip
+        self.points.append(point)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(point) + "\n")
 
 
 def run_evaluation(trainer: Trainer, train_data, test_data, data_root, progress, log) -> dict:
@@ -652,6 +719,7 @@ def run_evaluation(trainer: Trainer, train_data, test_data, data_root, progress,
         classifiers = clf_mod.load_or_train(
             cfg.dataset, complete.to(device), cache, epochs=ec.classifier_epochs,
             lr=ec.classifier_lr, width=ec.classifier_width, n_train=ec.classifier_n_train,
+            arch=ec.classifier, shift=ec.classifier_shift,
             device=device, seed=cfg.seed, log=log, progress=progress,
         )  # fmt: skip
     return evaluate(trainer.model, train_data.to(device), test_data.to(device), classifiers, ec,

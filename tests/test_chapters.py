@@ -38,7 +38,7 @@ def test_chapter_runs_under_smoke_and_reports_its_cost(smoke_chapters, path):
     doc = json.loads(metrics.read_text())
     assert doc["profile"] in (["smoke"], [])
     for run in doc["runs"]:
-        assert run["profile"] == "smoke" and run["seed"] == 0
+        assert run["profile"] == "smoke" and run["seed"] in doc.get("seeds", [0])
         assert run["wall_time_s"]["total"] > 0 and run["device"]
         assert run["data"]
     for claim in doc["claims"]:

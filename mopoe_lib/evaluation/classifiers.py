@@ -47,13 +47,20 @@ def train_classifier(
     device="cpu",
     seed: int = 0,
     progress: bool = False,
+    arch: str = "official",
+    shift: int = 0,
 ) -> nn.Module:
-    """Supervised training (cross-entropy, or binary cross-entropy for attributes)."""
+    """Supervised training (cross-entropy, or binary cross-entropy for attributes).
+
+    ``shift > 0``: each batch of images is translated by a random offset of up to ``shift``
+    pixels per axis (a circular shift), an augmentation for small training sets.
+    """
     from tqdm.auto import tqdm
 
     multilabel = is_multilabel(train.labels)
     torch.manual_seed(seed)
-    clf = networks.classifier(dataset, modality, num_outputs(train.labels), width).to(device)
+    clf = networks.classifier(dataset, modality, num_outputs(train.labels), width, arch)
+    clf = clf.to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(train)
@@ -64,6 +71,9 @@ def train_classifier(
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size].to(train.labels.device)
             x = train.batch(idx, (modality,))[modality].to(device)
+            if shift:
+                dy, dx = torch.randint(-shift, shift + 1, (2,), generator=gen).tolist()
+                x = torch.roll(x, (dy, dx), (-2, -1))
             y = train.labels[idx].to(device)
             logits = clf(x)
             if multilabel:
@@ -96,6 +106,8 @@ def load_or_train(
     seed: int = 0,
     log=print,
     progress: bool = False,
+    arch: str = "official",
+    shift: int = 0,
 ) -> dict[str, nn.Module]:
     """One frozen classifier per modality, from ``cache_dir`` or trained now and saved."""
     cache_dir = Path(cache_dir)
@@ -103,17 +115,20 @@ def load_or_train(
     data = train.subset(n_train)
     settings = {"epochs": epochs, "lr": lr, "width": width, "n_train": len(data), "seed": seed,
                 "outputs": num_outputs(data.labels), "version": 1}  # fmt: skip
+    if arch != "official" or shift:  # keys of earlier caches stay valid
+        settings.update(arch=arch, shift=shift)
     out = {}
     for m in data.modalities:
         path = cache_dir / f"{dataset}_{m}_{cache_key(dataset, m, data.data_id(), settings)}.pt"
-        clf = networks.classifier(dataset, m, num_outputs(data.labels), width)
+        clf = networks.classifier(dataset, m, num_outputs(data.labels), width, arch)
         if path.is_file():
             clf.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             out[m] = freeze(clf.to(device))
             continue
         log(f"[eval] training the {m} classifier ({epochs} epochs on {len(data)} samples)")
         clf = train_classifier(dataset, m, data, epochs=epochs, lr=lr, width=width,
-                               device=device, seed=seed, progress=progress)  # fmt: skip
+                               device=device, seed=seed, progress=progress, arch=arch,
+                               shift=shift)  # fmt: skip
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save({k: v.cpu() for k, v in clf.state_dict().items()}, tmp)
         os.replace(tmp, path)

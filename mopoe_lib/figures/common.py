@@ -76,3 +76,40 @@ def curves(ax, series: Mapping[str, Mapping], *, xlabel: str, ylabel: str, title
         ax.set_xticks(xs)
     ax.grid(alpha=0.3)
     return ax
+
+
+def learning_curves(curves_by_model: Mapping[str, Sequence[Mapping]], *, chance: float | None = None,
+                    title: str = "", probe_label: str = "latent probe accuracy"):  # fmt: skip
+    """The learning curve of each model (``metrics["train"]["curve"]``, see
+    :mod:`mopoe_lib.evaluation.curve`): left the linear probe of the unimodal posteriors
+    (solid; mean over modalities) and of the joint posterior (dashed), right the objective on
+    test tuples, both against minutes of training. Returns the figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for i, (name, points) in enumerate(curves_by_model.items()):
+        colour = f"C{i}"
+        minutes = [p["train_s"] / 60 for p in points]
+        axes[0].plot(minutes, [p["probe_unimodal"] for p in points], "o-", ms=3, color=colour,
+                     label=f"{name}: q(z | x_m)")  # fmt: skip
+        axes[0].plot(minutes, [p["probe_joint"] for p in points], "s--", ms=3, color=colour,
+                     alpha=0.7, label=f"{name}: q(z | X)")  # fmt: skip
+        axes[1].plot(minutes, [p["objective"] for p in points], "o-", ms=3, color=colour,
+                     label=name)  # fmt: skip
+    if chance is not None:
+        axes[0].axhline(chance, color="grey", lw=0.8, ls=":", label="chance")
+    axes[0].set_ylim(0, 1.02)
+    axes[0].set_ylabel(probe_label)
+    axes[1].set_ylabel("objective on test tuples (nats)")
+    # the untrained model's objective is far below the rest: start the axis at the second point
+    later = [p["objective"] for pts in curves_by_model.values() for p in pts[1:]]
+    if later:
+        low, high = min(later), max(later)
+        axes[1].set_ylim(low - 0.05 * (high - low + 1), high + 0.05 * (high - low + 1))
+    for ax in axes:
+        ax.set_xlabel("minutes of training")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..likelihoods import Categorical, Laplace, Likelihood, rec_weights_by_size
+from ..likelihoods import Categorical, Gaussian, Laplace, Likelihood, rec_weights_by_size
 from . import celeba, mnist_svhn_text, polymnist
 
 DATASETS = ("polymnist", "mnist_svhn_text", "celeba")
@@ -34,6 +34,7 @@ DATA_SHAPES = {
 # largest modality 1, others scaled by the ratio of sizes). CelebA's code divides by 64*64
 # instead, giving img 1/3 and text 16: the same ratio (48) as the rule, with 1/3 the scale.
 OFFICIAL_REC_WEIGHTS = {"celeba": (1 / 3, 16.0)}
+IMAGE_LIKELIHOODS = ("laplace", "gaussian")
 
 
 @dataclass
@@ -90,9 +91,22 @@ def build(
     laplace_scale: float = 0.75,
     rec_weight_rule="size",
     modalities: Sequence[str] | None = None,
+    width_multiplier: float = 1.0,
+    image_likelihood: str = "laplace",
+    gaussian_scale: float = 0.1,
 ) -> Networks:
-    """The networks of one dataset at the given latent size (style only for CelebA)."""
+    """The networks of one dataset at the given latent size (style only for CelebA).
+
+    ``width_multiplier`` scales the PolyMNIST networks (1.0: official). ``image_likelihood``
+    is the likelihood of every image modality: ``"laplace"`` (the paper's, scale
+    ``laplace_scale``) or ``"gaussian"`` (fixed standard deviation ``gaussian_scale``).
+    """
     _check_dataset(dataset)
+    if image_likelihood not in IMAGE_LIKELIHOODS:
+        raise ValueError(f"image_likelihood must be one of {IMAGE_LIKELIHOODS}, got "
+                         f"{image_likelihood!r}")  # fmt: skip
+    if width_multiplier != 1.0 and dataset != "polymnist":
+        raise ValueError("width_multiplier is implemented for the polymnist networks only")
     mods = tuple(modalities or MODALITIES[dataset])
     unknown = [m for m in mods if m not in MODALITIES[dataset]]
     if unknown:
@@ -102,7 +116,8 @@ def build(
     enc, dec, lik = {}, {}, {}
     for m in mods:
         if dataset == "polymnist":
-            enc[m], dec[m] = polymnist.Encoder(latent_dim), polymnist.Decoder(latent_dim)
+            enc[m] = polymnist.Encoder(latent_dim, width_multiplier)
+            dec[m] = polymnist.Decoder(latent_dim, width_multiplier)
         elif dataset == "mnist_svhn_text":
             enc[m] = mnist_svhn_text.Encoder(m, latent_dim)
             dec[m] = mnist_svhn_text.DECODERS[m](latent_dim)
@@ -110,7 +125,12 @@ def build(
             enc[m] = celeba.Encoder(m, latent_dim, style_dim, width)
             dec[m] = celeba.DECODERS[m](latent_dim, style_dim, width)
         shape = DATA_SHAPES[dataset][m]
-        lik[m] = Categorical(2) if m == "text" else Laplace(len(shape), scale=laplace_scale)
+        if m == "text":
+            lik[m] = Categorical(2)
+        elif image_likelihood == "gaussian":
+            lik[m] = Gaussian(len(shape), scale=gaussian_scale)
+        else:
+            lik[m] = Laplace(len(shape), scale=laplace_scale)
     return Networks(
         modalities=mods,
         encoders=enc,
@@ -121,11 +141,27 @@ def build(
     )
 
 
-def classifier(dataset: str, modality: str, num_outputs: int = 10, width: int = 128) -> nn.Module:
-    """The coherence classifier of one modality (multi-label logits for CelebA)."""
+CLASSIFIERS = ("official", "cnn")
+
+
+def classifier(dataset: str, modality: str, num_outputs: int = 10, width: int = 128,
+               arch: str = "official") -> nn.Module:  # fmt: skip
+    """The coherence classifier of one modality (multi-label logits for CelebA).
+
+    ``arch``: ``"official"`` (the official code's networks) or ``"cnn"`` (a larger network,
+    PolyMNIST only: :class:`~mopoe_lib.networks.polymnist.ClassifierCNN`).
+    """
     _check_dataset(dataset)
+    if arch not in CLASSIFIERS:
+        raise ValueError(f"classifier arch must be one of {CLASSIFIERS}, got {arch!r}")
+    if arch == "cnn" and dataset != "polymnist":
+        raise ValueError("the 'cnn' coherence classifier is implemented for polymnist only")
     if dataset == "polymnist":
-        return polymnist.Classifier(num_outputs)
+        return (
+            polymnist.ClassifierCNN(num_outputs)
+            if arch == "cnn"
+            else polymnist.Classifier(num_outputs)
+        )
     if dataset == "mnist_svhn_text":
         return mnist_svhn_text.Classifier(modality, num_outputs)
     return celeba.Classifier(modality, num_outputs, width)
