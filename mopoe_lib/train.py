@@ -680,11 +680,11 @@ class _Curve:
         last = self.points[-1] if self.points else {}
         self.seconds = last.get("curve_s", 0.0)  # all curve time
         self.seconds_in_fit = last.get("curve_in_training_s", 0.0)  # the part inside fit()
-        if self.every and trainer.is_main and trainer.global_step == 0 and not self.points:
+        if trainer.is_main and trainer.global_step == 0 and not self.points:
             self.record(in_fit=False)
 
     def __call__(self, trainer: Trainer) -> None:
-        if self.every and trainer.global_step % self.every == 0:
+        if trainer.global_step % self.every == 0:
             self.record(in_fit=True)
 
     def record(self, in_fit: bool) -> None:

@@ -21,7 +21,7 @@ import torch
 from .. import subsets as S
 from ..data import TensorData
 from ..model import MultimodalVAE
-from .metrics import linear_classification, posterior_means
+from .metrics import latent_classification
 
 
 @torch.no_grad()
@@ -35,15 +35,10 @@ def curve_point(model: MultimodalVAE, train: TensorData, test: TensorData, n: in
             torch.manual_seed(seed)
             num_mod = len(model.modalities)
             subsets = torch.cat([S.unimodal(num_mod), S.full(num_mod)])
-            gen = torch.Generator().manual_seed(seed)
-            idx_tr = torch.randperm(len(train), generator=gen)[: min(n, len(train))]
-            idx_te = torch.arange(min(n, len(test)))
-            f_tr = posterior_means(model, train, idx_tr, subsets, batch_size)
-            f_te = posterior_means(model, test, idx_te, subsets, batch_size)
-            y_tr = train.labels[idx_tr.to(train.labels.device)].cpu()
-            y_te = test.labels[idx_te.to(test.labels.device)].cpu()
-            scores = [linear_classification(f_tr[k], y_tr, f_te[k], y_te, seed)
-                      for k in range(len(subsets))]  # fmt: skip
+            test = test.subset(n)  # the same first n test tuples at every point
+            idx_te = torch.arange(len(test))
+            scores = latent_classification(model, train, test, subsets, n_train=n,
+                                           batch_size=batch_size, seed=seed)  # fmt: skip
             objective = 0.0
             for rows in idx_te.split(batch_size):
                 rows = rows.to(test.labels.device)
