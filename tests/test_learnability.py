@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import polymnist_like
+from helpers import mst_like, polymnist_like
 
 from mopoe_lib import networks
 from mopoe_lib.config import ConfigError, make_config
@@ -167,3 +167,29 @@ def test_shift_augmentation_translates_the_batch(monkeypatch):
     spots = {tuple(torch.nonzero(x[0, 0])[0].tolist()) for x in seen}
     assert all(abs(r - 10) <= 2 and abs(c - 12) <= 2 for r, c in spots)
     assert len(spots) > 3  # several offsets were drawn
+
+
+def test_shift_augmentation_leaves_text_alone(monkeypatch):
+    # A text batch is (B, length, alphabet): rolling its last two axes would move letters
+    # to other alphabet positions, so the shift applies to image batches only.
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros(len(x), 10) + self.w
+
+    monkeypatch.setattr(networks, "classifier", lambda *a, **k: Probe())
+    data = mst_like(4)
+    clf_mod.train_classifier("mnist_svhn_text", "text", data, epochs=5, shift=2)
+    original = data.batch(torch.arange(4), ("text",))["text"]
+    assert all(sorted(map(tuple, x.flatten(1).tolist())) == sorted(map(tuple, original.flatten(1).tolist()))
+               for x in seen)  # fmt: skip
+    seen.clear()
+    clf_mod.train_classifier("mnist_svhn_text", "svhn", data, epochs=5, shift=2)
+    moved = data.batch(torch.arange(4), ("svhn",))["svhn"]
+    assert any(not torch.equal(x.sum(0), moved.sum(0)) for x in seen)  # images still move

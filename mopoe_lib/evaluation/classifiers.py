@@ -53,7 +53,8 @@ def train_classifier(
     """Supervised training (cross-entropy, or binary cross-entropy for attributes).
 
     ``shift > 0``: each batch of images is translated by a random offset of up to ``shift``
-    pixels per axis (a circular shift), an augmentation for small training sets.
+    pixels per axis (a circular shift), an augmentation for small training sets; other
+    modalities (text) are left as they are.
     """
     from tqdm.auto import tqdm
 
@@ -71,7 +72,7 @@ def train_classifier(
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size].to(train.labels.device)
             x = train.batch(idx, (modality,))[modality].to(device)
-            if shift:
+            if shift and x.dim() == 4:  # images only (text is (B, length, alphabet))
                 dy, dx = torch.randint(-shift, shift + 1, (2,), generator=gen).tolist()
                 x = torch.roll(x, (dy, dx), (-2, -1))
             y = train.labels[idx].to(device)

@@ -113,3 +113,30 @@ def learning_curves(curves_by_model: Mapping[str, Sequence[Mapping]], *, chance:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def learning_curve_rows(curves_by_model: Mapping[str, Sequence[Mapping]], *,
+                        per_modality: bool = False) -> tuple[list[str], list[list]]:  # fmt: skip
+    """(headers, rows) of a table of each learning curve's first and last point: the
+    unimodal probe (mean over modalities; with ``per_modality`` also each modality's at the
+    end), the joint probe, the updates and the minutes of training."""
+    headers = ["model", "unimodal probe: start", "end"]
+    modalities = []
+    if per_modality:
+        for points in curves_by_model.values():
+            for m in points[-1]["probe_per_modality"] if points else ():
+                if m not in modalities:
+                    modalities.append(m)
+        headers += [f"end: {m}" for m in modalities]
+    headers += ["joint probe: start", "end", "updates", "minutes"]
+    rows = []
+    for name, points in curves_by_model.items():
+        if not points:
+            continue
+        first, last = points[0], points[-1]
+        row = [name, f"{first['probe_unimodal']:.3f}", f"{last['probe_unimodal']:.3f}"]
+        row += [f"{last['probe_per_modality'][m]:.3f}" for m in modalities]
+        row += [f"{first['probe_joint']:.3f}", f"{last['probe_joint']:.3f}",
+                last["global_step"], f"{last['train_s'] / 60:.1f}"]  # fmt: skip
+        rows.append(row)
+    return headers, rows
