@@ -75,12 +75,14 @@ def time_round_robin(fns: dict[str, Callable], device, repeats: int, warmup: int
 # Training steps
 
 
-def polymnist_model(method: str, latent_dim: int, device, *, K: int = 1) -> MultimodalVAE:
+def polymnist_model(method: str, latent_dim: int, device, *, K: int = 1,
+                    profile: str = "paper") -> MultimodalVAE:  # fmt: skip
+    """The networks and likelihood of ``profile`` (``cpu``: quarter widths, Gaussian)."""
     over = {"model.latent_dim": latent_dim}
     if method == "mmvae_dreg":
         over["model.importance_samples"] = K
     torch.manual_seed(0)
-    return build_model(make_config("polymnist", method, "paper", over)).to(device)
+    return build_model(make_config("polymnist", method, profile, over)).to(device)
 
 
 def polymnist_batch(batch: int, device, seed: int = 0) -> tuple[dict, torch.Tensor]:
@@ -135,8 +137,9 @@ def peer_step(net, batch) -> Callable[[], None]:
 
 
 def bench_steps(batch=256, latent_dim=512, device="cpu", repeats=5, ks=(1, 10),
-                peer=True, log=print) -> dict:  # fmt: skip
-    """Per-step time of each model: ours, multivae (if installed) and the floor."""
+                peer=True, log=print, profile="paper") -> dict:  # fmt: skip
+    """Per-step time of each model: ours, multivae (if installed) and the floor, with the
+    networks of ``profile`` (``"cpu"``: the shapes the book trains, see ``cpu_shapes``)."""
     from . import bench_peer
 
     dev = torch.device(device)
@@ -152,12 +155,13 @@ def bench_steps(batch=256, latent_dim=512, device="cpu", repeats=5, ks=(1, 10),
         rows.append((f"MMVAE K={k}", "mmvae_dreg", "mmvae", k, lambda i, k=k: m * k))
     out = {}
     for name, method, peer_name, k, decodes in rows:
-        model = polymnist_model(method, latent_dim, dev, K=k)
+        model = polymnist_model(method, latent_dim, dev, K=k, profile=profile)
         fns = {"mopoe_lib": ours_step(model, x)}
         if peer_version:
             batch_peer = bench_peer.dataset(x, labels)
             fns["multivae"] = peer_step(bench_peer.build(model, peer_name, K=k), batch_peer)
-        fns["floor"] = floor_step(polymnist_model(method, latent_dim, dev, K=k), x, decodes)
+        fns["floor"] = floor_step(polymnist_model(method, latent_dim, dev, K=k, profile=profile),
+                                  x, decodes)  # fmt: skip
         reps = repeats if k == 1 else max(2, repeats // 2)
         t0 = time.perf_counter()
         res = time_round_robin(fns, dev, reps, warmup=1)
@@ -167,6 +171,7 @@ def bench_steps(batch=256, latent_dim=512, device="cpu", repeats=5, ks=(1, 10),
         if "multivae" in r:
             r["ours_over_multivae"] = ours / r["multivae"]["median_ms"]
         r["objective"] = method + (f" (K={k})" if method == "mmvae_dreg" else "")
+        r["tuples_per_s"] = {impl: 1000 * batch / res[impl]["median_ms"] for impl in res}
         r["floor_decoder_passes"] = m * decodes(0)
         out[name] = r
         log(f"[bench] {name:11s} " + "  ".join(
@@ -174,9 +179,17 @@ def bench_steps(batch=256, latent_dim=512, device="cpu", repeats=5, ks=(1, 10),
             + f"  ours/floor {r['ours_over_floor']:.2f}"
             + (f"  ours/multivae {r['ours_over_multivae']:.2f}" if "multivae" in r else "")
             + f"  ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
-    out["config"] = {"M": m, "B": batch, "latent_dim": latent_dim, "networks": "PolyMNIST (paper)",
-                     "multivae": peer_version, "data": "fixed uniform batch"}  # fmt: skip
+    nets = {"paper": "PolyMNIST (paper)"}.get(profile, f"PolyMNIST ({profile} profile)")
+    out["config"] = {"M": m, "B": batch, "latent_dim": latent_dim, "networks": nets,
+                     "profile": profile, "multivae": peer_version,
+                     "data": "fixed uniform batch"}  # fmt: skip
     return out
+
+
+def cpu_shapes() -> dict:
+    """Batch and latent size of the ``cpu`` profile's PolyMNIST runs (chapter 8)."""
+    cfg = make_config("polymnist", "mopoe", "cpu")
+    return {"batch": cfg.train.batch_size, "latent_dim": cfg.model.latent_dim}
 
 
 # ---------------------------------------------------------------------------
@@ -385,8 +398,8 @@ def target_rows(results: dict) -> list[list[str]]:
     return rows
 
 
-def step_rows(results: dict) -> list[list[str]]:
-    steps = results.get("steps", {})
+def step_rows(results: dict, section: str = "steps") -> list[list[str]]:
+    steps = results.get(section, {})
     rows = []
     for name, r in steps.items():
         if name == "config":
@@ -425,8 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("what", choices=["all", "steps", "fusion", "eval", "gpu"], nargs="?",
-                   default="all")  # fmt: skip
+    p.add_argument("what", choices=["all", "steps", "steps_cpu", "fusion", "eval", "gpu"],
+                   nargs="?", default="all")  # fmt: skip
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -442,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     if what in ("all", "steps"):
         results["steps"] = bench_steps(args.batch, args.latent, args.device, args.repeats,
                                        peer=not args.no_peer)  # fmt: skip
+    if what in ("all", "steps_cpu"):  # the shapes and networks chapter 8 trains under cpu
+        shapes = cpu_shapes()
+        results["steps_cpu"] = bench_steps(shapes["batch"], shapes["latent_dim"], args.device,
+                                           args.repeats, ks=(1,), peer=not args.no_peer,
+                                           profile="cpu")  # fmt: skip
     if what in ("all", "fusion"):
         r = bench_fusion(batch=args.batch, dim=args.latent, device=args.device)
         x, _ = polymnist_batch(args.batch, torch.device(args.device))

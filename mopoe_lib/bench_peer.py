@@ -68,7 +68,8 @@ def _wrap(model: MultimodalVAE):
 def build(model: MultimodalVAE, which: str, *, K: int = 1, laplace_scale: float = 0.75):
     """multivae's ``which`` ("mopoe", "mvae" or "mmvae") on copies of ``model``'s networks.
 
-    Settings follow mopoe_lib's model: Laplace likelihood with a fixed scale, Gaussian
+    Settings follow mopoe_lib's model: its likelihood (Laplace with a fixed scale, or a
+    Gaussian with a fixed standard deviation as under the ``cpu`` profile), Gaussian
     posteriors, its beta; MVAE with the joint and unimodal ELBOs (multivae's sub-sampling
     with k=0) and no KL warm-up; MMVAE with the DReG estimator at ``K`` samples.
     """
@@ -81,8 +82,9 @@ def build(model: MultimodalVAE, which: str, *, K: int = 1, laplace_scale: float 
         n_modalities=len(mods),
         latent_dim=model.latent_dim,
         input_dims={m: tuple(model.data_shapes[m]) for m in mods},
-        decoders_dist=dict.fromkeys(mods, "laplace"),
-        decoder_dist_params={m: {"scale": laplace_scale} for m in mods},
+        decoders_dist={m: _dist(model.likelihoods[m]) for m in mods},
+        decoder_dist_params={m: {"scale": _scale(model.likelihoods[m], laplace_scale)}
+                             for m in mods},  # fmt: skip
     )
     if which == "mopoe":
         net = MoPoE(MoPoEConfig(**common, beta=model.beta), encoders, decoders)
@@ -96,6 +98,18 @@ def build(model: MultimodalVAE, which: str, *, K: int = 1, laplace_scale: float 
     else:
         raise ValueError(f"which must be 'mopoe', 'mvae' or 'mmvae', got {which!r}")
     return net.to(model.device)
+
+
+def _dist(likelihood) -> str:
+    from .likelihoods import Gaussian
+
+    return "normal" if isinstance(likelihood, Gaussian) else "laplace"
+
+
+def _scale(likelihood, laplace_scale: float) -> float:
+    from .likelihoods import Gaussian
+
+    return float(likelihood.log_scale.exp()) if isinstance(likelihood, Gaussian) else laplace_scale
 
 
 def dataset(x: dict[str, torch.Tensor], labels: torch.Tensor):

@@ -70,3 +70,34 @@ def test_fusion_benchmark_compares_with_the_loop_and_profiles_a_step():
     prof = bench.fusion_in_step(bench.polymnist_model("mopoe", 8, "cpu"), x, repeats=1)
     assert 0 < prof["fusion_forward_share"] < 1
     assert prof["profile_top_self_cpu"][0]["self_cpu_ms_per_step"] > 0
+
+
+def test_cpu_shapes_use_the_profile_networks_and_likelihood(tmp_path):
+    from mopoe_lib.likelihoods import Gaussian
+
+    shapes = bench.cpu_shapes()
+    assert shapes == {"batch": 128, "latent_dim": 64}  # chapter 8's cpu profile
+    model = bench.polymnist_model("mopoe", 8, "cpu", profile="cpu")
+    assert isinstance(model.likelihoods["m0"], Gaussian)
+    widths = [p.shape[0] for p in model.encoders["m0"].parameters() if p.dim() == 4]
+    assert widths == [8, 16, 32]  # a quarter of the paper's 32-64-128
+    out = tmp_path / "bench.json"
+    bench.main(["steps_cpu", "--repeats", "1", "--threads", "1", "--no-peer", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    steps = doc["steps_cpu"]
+    assert steps["config"]["B"] == 128 and steps["config"]["profile"] == "cpu"
+    assert set(steps) == {"MoPoE", "MVAE", "MMVAE K=1", "config"}
+    r = steps["MoPoE"]
+    assert r["tuples_per_s"]["mopoe_lib"] == pytest.approx(128_000 / r["mopoe_lib"]["median_ms"])
+    assert len(bench.step_rows(doc, "steps_cpu")) == 3
+
+
+def test_the_peer_gets_the_likelihood_of_our_model():
+    bench_peer = pytest.importorskip("mopoe_lib.bench_peer")
+    pytest.importorskip("multivae")
+    x, labels = bench.polymnist_batch(4, torch.device("cpu"))
+    model = bench.polymnist_model("mopoe", 8, "cpu", profile="cpu")  # Gaussian, sigma 0.1
+    net = bench_peer.build(model, "mopoe")
+    m = model.modalities[0]
+    assert net.model_config.decoders_dist[m] == "normal"
+    assert net.model_config.decoder_dist_params[m]["scale"] == pytest.approx(0.1)
