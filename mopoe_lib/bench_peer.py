@@ -83,8 +83,9 @@ def build(model: MultimodalVAE, which: str, *, K: int = 1, laplace_scale: float 
         latent_dim=model.latent_dim,
         input_dims={m: tuple(model.data_shapes[m]) for m in mods},
         decoders_dist={m: _dist(model.likelihoods[m]) for m in mods},
-        decoder_dist_params={m: {"scale": _scale(model.likelihoods[m], laplace_scale)}
-                             for m in mods},  # fmt: skip
+        decoder_dist_params={
+            m: {"scale": _scale(model.likelihoods[m], laplace_scale)} for m in mods
+        },
     )
     if which == "mopoe":
         net = MoPoE(MoPoEConfig(**common, beta=model.beta), encoders, decoders)
