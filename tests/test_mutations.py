@@ -38,3 +38,11 @@ def test_planted_mistake_fails_a_named_test_and_a_chapter_assert(name):
         f"chapter {report['chapter']} under {name}: {report['chapter_exception']} "
         f"in cell {report['chapter_cell']}: {report['chapter_message']}"
     )
+
+
+def test_chapter_7_table_lists_every_plant():
+    """The closing note of Part I gives the table of plants and the tests they fail."""
+    text = (ROOT / "book" / "theory" / "07_library_tour.ipynb").read_text()
+    for name, plant in PLANTS.items():
+        assert f"`{name}`" in text, f"chapter 7's table lacks the plant {name}"
+        assert plant.test.split("::")[1] in text, f"chapter 7's table lacks {plant.test}"
