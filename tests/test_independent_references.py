@@ -246,8 +246,10 @@ def test_dreg_gradient_matches_hand_written(setup):
     for m in range(M):
         for k in range(K):
             z = mu_r[m] + (0.5 * lv_r[m]).exp() * eps[m, k]
-            lw = ll_all(model, xs, z) + ref_log_prior(z) - ref_mixture_log_density(
-                z, comps, [1 / M] * M
+            lw = (
+                ll_all(model, xs, z)
+                + ref_log_prior(z)
+                - ref_mixture_log_density(z, comps, [1 / M] * M)
             )
             surrogate = surrogate + w_tilde[m, k] ** 2 * lw / M
     (-surrogate.mean()).backward()
