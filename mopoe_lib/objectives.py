@@ -424,10 +424,13 @@ def mmvae(
         estimator as in Shi et al.'s code: q's parameters are detached inside log q, and
         the gradient reaching z is scaled by the normalized weights, so encoders get
         sum_k w~^2 d log w / dz dz/dphi and decoders sum_k w~ d log w / dtheta.
-        For M = 1 this is Tucker et al.'s unbiased DReG. For M > 1 it is not unbiased
-        for the gradient of L_IWAE^MoE: a stratum samples from q(z|x_m) while the weight
-        holds the mixture density, so the identity behind DReG covers only part of the
-        score term (tests/test_objectives.py measures the bias; chapter 6 shows it).
+        For M = 1 this is Tucker et al.'s unbiased DReG, and for K = 1 it is unbiased too
+        (the dropped mixture scores average to zero over the strata). For M > 1 and K > 1
+        it is not unbiased for the gradient of L_IWAE^MoE: a stratum samples from q(z|x_m)
+        while the weight holds the mixture density, so the identity behind DReG covers
+        only part of the score term, and the self-normalized weights within a stratum
+        keep the rest from cancelling (tests/test_objectives.py measures the bias;
+        chapter 6 shows it).
 
     The stratified bound is not consistent: as K grows, (1/K) sum_k w_{m,k} tends to
     p(X) c_m with c_m = E_{p(z|X)}[q(z|x_m) / q(z|X)], so the bound tends to

@@ -3,9 +3,10 @@
 The book is built into a temporary folder and served on 127.0.0.1. Chromium opens
 every page of the table of contents with all traffic to other hosts blocked, and
 each page must load without console or page errors, typeset its math, show its
-sphinx-proof blocks, load its images, render its saved widgets and link only to
-pages that exist. The search page must find "ELBO". A full-page PNG of every page
-is saved to $BROWSER_SCREENSHOTS, or else to _build/screenshots/ in the checkout.
+sphinx-proof and sphinx-exercise blocks (worked solutions hidden until opened), load
+its images, render its saved widgets and link only to pages that exist. The search
+page must find "ELBO". A full-page PNG of every page is saved to $BROWSER_SCREENSHOTS,
+or else to _build/screenshots/ in the checkout.
 
 Needs Debian's Chromium (`.ci/install-browser.sh`, or
 `apt-get install chromium chromium-driver`) and the `playwright` Python package;
@@ -52,6 +53,7 @@ INSTALL_HINT = (
 SERVER_LIFETIME_S = 900  # the test server shuts itself down after this, whatever happens
 PAGE_TIMEOUT_MS = 30_000
 PROOF_DIRECTIVE = re.compile(r"^\s*(?::{3,}|`{3,})\{prf:(\w+)\}", re.MULTILINE)
+EXERCISE_DIRECTIVE = re.compile(r"^\s*(?::{3,}|`{3,})\{(exercise|solution)\}", re.MULTILINE)
 LOADED_TAGS = ("script", "link", "img", "iframe", "source", "video", "audio", "embed")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -298,6 +300,18 @@ _IMAGES = f"""() => Promise.race([Promise.all(Array.from(document.images).map(im
     img.complete ? null : new Promise(done => {{ img.onload = img.onerror = done; }}))),
     {_GIVE_UP}]).then(() =>
     Array.from(document.images).map(img => [img.getAttribute('src'), img.naturalWidth]))"""
+_EXERCISES = """() => {
+    const body = el => Array.from(el.children).filter(c => !c.classList.contains('admonition-title'));
+    const blocks = kind => Array.from(document.querySelectorAll('div.' + kind)).map(el => ({
+        visible: el.offsetHeight > 0,
+        hidden: el.classList.contains('toggle-hidden') && body(el).every(c => c.offsetHeight === 0),
+    }));
+    return {exercise: blocks('exercise'), solution: blocks('solution')};
+}"""
+_FIRST_SOLUTION_OPEN = """() => new Promise(done => setTimeout(() => {
+    const el = document.querySelector('div.solution');
+    done(Array.from(el.children).some(c => !c.classList.contains('admonition-title') && c.offsetHeight > 0));
+}, 500))"""
 _SIDEBAR = """() => Array.from(document.querySelectorAll('.bd-sidebar-primary a[href]'))
     .map(a => a.href)"""
 _LINKS = """() => Array.from(document.querySelectorAll(
@@ -369,6 +383,24 @@ def test_page_renders_offline(visit, book_html, book_source, screenshot_dir, sit
         )
         if shown < declared:
             checks.append(f"{shown} visible prf:{kind} blocks, the source has {declared}")
+
+    # sphinx-exercise blocks: every exercise shown; every solution there, hidden by default
+    # (sphinx-togglebutton's dropdown) and shown when its title is clicked
+    kinds = EXERCISE_DIRECTIVE.findall(source)
+    if kinds:
+        blocks = page.evaluate(_EXERCISES)
+        n_ex, n_sol = kinds.count("exercise"), kinds.count("solution")
+        shown = sum(b["visible"] for b in blocks["exercise"])
+        if shown < n_ex:
+            checks.append(f"{shown} visible exercise blocks, the source has {n_ex}")
+        if len(blocks["solution"]) < n_sol:
+            checks.append(f"{len(blocks['solution'])} solution blocks, the source has {n_sol}")
+        if any(not b["hidden"] for b in blocks["solution"]):
+            checks.append("a worked solution is visible before it is opened")
+        if blocks["solution"]:
+            page.locator("div.solution > .admonition-title").first.click()
+            if not page.evaluate(_FIRST_SOLUTION_OPEN):
+                checks.append("clicking a solution's title does not show it")
 
     # images: all of them load
     for src, width in page.evaluate(_IMAGES):

@@ -50,7 +50,7 @@ def test_dependencies_are_deliberate():
     assert "jupyter-book>=1.0.4,<2" in book  # v2 is another tool and cannot build offline
     for name in ["torchvision", "scikit-learn", "matplotlib", "ipywidgets", "tqdm", "mlxtend"]:
         assert name in deps
-    for name in ["sphinx-proof", "papermill"]:
+    for name in ["sphinx-proof", "sphinx-exercise", "papermill"]:
         assert name in book
 
 
