@@ -387,7 +387,8 @@ def mvae(
         ``"joint"``: the ELBO of the full product, L_PoE of Eq. (7), the special case
         of MoPoE with the full set as the only subset.
         ``"joint_unimodal"``: joint ELBO + the M unimodal ELBOs L(theta, phi_m; x_m),
-        as in the official MoPoE code and Wu & Goodman's MNIST experiment.
+        as Wu & Goodman's MNIST experiment and the official MoPoE code (which, with
+        ``rec_weight_terms="joint"``, weights only the joint term by lambda_m).
         ``"subsampled"``: additionally ``num_random_subsets`` random subsets per batch
         (size uniform in 2..M-1, then a subset of that size), Wu & Goodman's sub-sampling.
     Each term reconstructs only the modalities of its own subset (the ELBO on
