@@ -27,8 +27,12 @@ OFFICIAL_MOPOE = {"prior_expert": "full", "sampling": "batch_split", "kl": "subs
 # Presets: model switches applied after the profile and before the overrides. "official":
 # the official code of each model: thomassutter/MoPoE for mopoe and mvae (its poe method),
 # iffsid/mmvae (Shi et al.) for the mmvae methods; eq5 has no official code.
-_OFFICIAL_MOPOE_CODE = {"batch_split_rows": "float32_floor", "variance_eps": 1e-8,
-                        "text_likelihood": "official", "logvar_bound": None}
+_OFFICIAL_MOPOE_CODE = {
+    "batch_split_rows": "float32_floor",
+    "variance_eps": 1e-8,
+    "text_likelihood": "official",
+    "logvar_bound": None,
+}
 PRESETS: dict[str, dict[str, dict]] = {
     "official": {
         "mopoe": dict(OFFICIAL_MOPOE, **_OFFICIAL_MOPOE_CODE),

@@ -215,6 +215,7 @@ def log_laplace(z: torch.Tensor, mu: torch.Tensor, log_b: torch.Tensor) -> torch
 
 def laplace_noise(shape, batch_dim: int, *, like: torch.Tensor, generator=None) -> torch.Tensor:
     """Standard Laplace noise e = -sign(u) log(1 - |u|), u ~ U(-1, 1), as torch's rsample."""
+
     def draw(s):
         u = torch.rand(s, dtype=like.dtype, device=like.device, generator=generator)
         u = (2.0 * u - 1.0).clamp(min=torch.finfo(like.dtype).eps - 1.0)  # |u| < 1
@@ -235,8 +236,11 @@ def kl_laplace(
     log(b_p / b_q) + |mu_q - mu_p| / b_p + (b_q / b_p) exp(-|mu_q - mu_p| / b_q) - 1."""
     d = (mu_q - mu_p).abs()
     return (
-        log_b_p - log_b_q + d * torch.exp(-log_b_p)
-        + torch.exp(log_b_q - log_b_p - d * torch.exp(-log_b_q)) - 1.0
+        log_b_p
+        - log_b_q
+        + d * torch.exp(-log_b_p)
+        + torch.exp(log_b_q - log_b_p - d * torch.exp(-log_b_q))
+        - 1.0
     ).sum(-1)
 
 

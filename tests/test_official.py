@@ -268,7 +268,11 @@ def shi_dreg(model, x, u, looser: bool, hook_on: str):
         wt = (lw - torch.logsumexp(lw, 1 if looser else 0, keepdim=True)).exp()
     targets = [zs_all] if hook_on == "copy" else zss
     for i, t in enumerate(targets):
-        w_i = wt if hook_on == "copy" else (wt[i] if looser else wt[i * t.shape[0]:(i + 1) * t.shape[0]])
+        w_i = (
+            wt
+            if hook_on == "copy"
+            else (wt[i] if looser else wt[i * t.shape[0] : (i + 1) * t.shape[0]])
+        )
         t.register_hook(lambda g, w=w_i: w.unsqueeze(-1) * g)
     return (wt * lw).mean(0).sum() if looser else (wt * lw).sum()
 
@@ -394,12 +398,22 @@ def test_dreg_both_gradients_and_both_bounds(monkeypatch, dreg_grad, hook_on, bo
 def test_released_and_intended_dreg_differ_on_the_encoders_only(monkeypatch):
     runs = {}
     for grad in ("intended", "released"):
-        cfg = make_config("mnist_svhn_text", "mmvae_dreg", "smoke", preset="official",
-                          overrides={"model.importance_samples": 5, "model.dreg_grad": grad})
+        cfg = make_config(
+            "mnist_svhn_text",
+            "mmvae_dreg",
+            "smoke",
+            preset="official",
+            overrides={"model.importance_samples": 5, "model.dreg_grad": grad},
+        )
         model = tiny_model(cfg, 2)
         x, u = toy_batch(model, 8), _uniforms(2, 5, 8, 3)
-        runs[grad] = dict(zip([n for n, p in model.named_parameters() if p.requires_grad],
-                              _grads(model, _lib_mmvae(monkeypatch, model, x, u)), strict=True))
+        runs[grad] = dict(
+            zip(
+                [n for n, p in model.named_parameters() if p.requires_grad],
+                _grads(model, _lib_mmvae(monkeypatch, model, x, u)),
+                strict=True,
+            )
+        )
     for name, g in runs["intended"].items():
         same = torch.allclose(g, runs["released"][name], rtol=0, atol=1e-12)
         assert same == (not name.startswith("encoders")), name
@@ -407,8 +421,13 @@ def test_released_and_intended_dreg_differ_on_the_encoders_only(monkeypatch):
 
 @pytest.mark.parametrize("bound", ["looser", "tight"])
 def test_mmvae_iwae_bounds_equal_shi_et_al(monkeypatch, bound):
-    cfg = make_config("mnist_svhn_text", "mmvae_iwae", "smoke", preset="official",
-                      overrides={"model.importance_samples": 4, "model.mmvae_bound": bound})
+    cfg = make_config(
+        "mnist_svhn_text",
+        "mmvae_iwae",
+        "smoke",
+        preset="official",
+        overrides={"model.importance_samples": 4, "model.mmvae_bound": bound},
+    )
     model = tiny_model(cfg, 3, text=True)
     x, u = toy_batch(model, 31), _uniforms(3, 4, 31, 3)
     lib = _lib_mmvae(monkeypatch, model, x, u)
@@ -486,9 +505,16 @@ def test_presets_cover_every_model_and_refuse_the_rest():
 
 def test_defaults_are_the_papers():
     m = make_config("polymnist", "mopoe", "smoke").model
-    assert (m.dreg_grad, m.mmvae_bound, m.mmvae_elbo, m.experts, m.batch_split_rows,
-            m.variance_eps, m.mvae_rec_weights, m.text_likelihood) == (
-        "intended", "looser", "mixture", "gaussian", "floor_div", 0.0, "all", "categorical")
+    assert (
+        m.dreg_grad,
+        m.mmvae_bound,
+        m.mmvae_elbo,
+        m.experts,
+        m.batch_split_rows,
+        m.variance_eps,
+        m.mvae_rec_weights,
+        m.text_likelihood,
+    ) == ("intended", "looser", "mixture", "gaussian", "floor_div", 0.0, "all", "categorical")
 
 
 def test_shi_et_al_preset_trains_and_evaluates_with_the_real_networks():
