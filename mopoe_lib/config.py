@@ -24,6 +24,28 @@ METHODS = ("mopoe", "mvae", "mmvae", "mmvae_iwae", "mmvae_dreg", "eq5")
 OFFICIAL_MOPOE = {"prior_expert": "full", "sampling": "batch_split", "kl": "subset_average"}
 
 
+# Presets: model switches applied after the profile and before the overrides. "official":
+# the official code of each model: thomassutter/MoPoE for mopoe and mvae (its poe method),
+# iffsid/mmvae (Shi et al.) for the mmvae methods; eq5 has no official code.
+_OFFICIAL_MOPOE_CODE = {
+    "batch_split_rows": "float32_floor",
+    "variance_eps": 1e-8,
+    "text_likelihood": "official",
+    "logvar_bound": None,
+}
+PRESETS: dict[str, dict[str, dict]] = {
+    "official": {
+        "mopoe": dict(OFFICIAL_MOPOE, **_OFFICIAL_MOPOE_CODE),
+        "mvae": dict(_OFFICIAL_MOPOE_CODE, mvae_variant="joint_unimodal", mvae_rec_weights="joint"),
+        # Shi et al.'s README: --obj dreg --looser --K 30 --learn-prior; their bound has no beta.
+        **{m: {"experts": "laplace", "posterior_scale": "softmax", "learn_prior_scale": True,
+               "dreg_grad": "released", "mmvae_bound": "looser", "mmvae_elbo": "unimodal_kl",
+               "importance_samples": 30, "beta": 1.0, "logvar_bound": None}
+           for m in ("mmvae", "mmvae_iwae", "mmvae_dreg")},
+    },
+}  # fmt: skip
+
+
 class ConfigError(ValueError):
     """A configuration key or value that does not exist or does not fit."""
 
@@ -53,9 +75,22 @@ class ModelConfig:
     kl: str = "mixture"
     mvae_variant: str = "joint_unimodal"  # as the official MoPoE code trains its MVAE
     importance_samples: int = 1  # K of mmvae_iwae / mmvae_dreg (Shi et al. use 30)
-    # Soft bound L*tanh(logvar/L) on encoder log-variances, a float32 guard (see model.py);
-    # None turns it off. Not in the paper or the official code.
+    # Float32 guard on encoder log-variances, model.soft_bound: the identity on [-L/2, L/2]
+    # (training stays inside), saturating at +-L beyond; None turns it off (official presets).
+    # Not in the paper or the official code.
     logvar_bound: float | None = 80.0
+    # Official-code switches (paper's choice first; PRESETS["official"] sets the official
+    # value; book/appendix/official_code.md lists them all).
+    dreg_grad: str = "intended"  # "released": iffsid/mmvae's hook that never fires
+    mmvae_bound: str = "looser"  # "tight": m_iwae / m_dreg instead of the *_looser ones
+    mmvae_elbo: str = "mixture"  # method "mmvae": "unimodal_kl" is Shi et al.'s m_elbo
+    experts: str = "gaussian"  # "laplace": Shi et al.'s posteriors and prior (mmvae only)
+    posterior_scale: str = "exp"  # "softmax": scale = D softmax(h) + 1e-6 (Shi et al.)
+    learn_prior_scale: bool = False  # Laplace prior scale D softmax(theta), theta learned
+    batch_split_rows: str = "floor_div"  # "float32_floor": floor(B * w_k) in float32
+    variance_eps: float = 0.0  # added to expert variances in products (official 1e-8)
+    mvae_rec_weights: str = "all"  # "joint": lambda_m on the joint ELBO only (official)
+    text_likelihood: str = "categorical"  # "official": OneHotCategorical(probs=log_softmax)
 
 
 @dataclass
@@ -341,6 +376,14 @@ def validate(cfg: Config) -> None:
         "model.kl": (cfg.model.kl, ("mixture", "subset_average")),
         "model.mvae_variant": (cfg.model.mvae_variant, ("joint", "joint_unimodal", "subsampled")),
         "model.image_likelihood": (cfg.model.image_likelihood, ("laplace", "gaussian")),
+        "model.dreg_grad": (cfg.model.dreg_grad, ("intended", "released")),
+        "model.mmvae_bound": (cfg.model.mmvae_bound, ("looser", "tight")),
+        "model.mmvae_elbo": (cfg.model.mmvae_elbo, ("mixture", "unimodal_kl")),
+        "model.experts": (cfg.model.experts, ("gaussian", "laplace")),
+        "model.posterior_scale": (cfg.model.posterior_scale, ("exp", "softmax")),
+        "model.batch_split_rows": (cfg.model.batch_split_rows, ("floor_div", "float32_floor")),
+        "model.mvae_rec_weights": (cfg.model.mvae_rec_weights, ("all", "joint")),
+        "model.text_likelihood": (cfg.model.text_likelihood, ("categorical", "official")),
         "eval.classifier": (cfg.eval.classifier, ("official", "cnn")),
     }
     for key, (value, allowed) in choices.items():
@@ -386,6 +429,13 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"model.{key} must be a positive number, got {value!r}")
     if cfg.model.width_multiplier != 1.0 and cfg.dataset != "polymnist":
         raise ConfigError("model.width_multiplier is implemented for polymnist only")
+    if cfg.model.experts == "laplace" and not cfg.method.startswith("mmvae"):
+        raise ConfigError("model.experts='laplace' is for the mmvae methods (no closed-form "
+                          "product of Laplace experts)")  # fmt: skip
+    if cfg.model.learn_prior_scale and cfg.model.experts != "laplace":
+        raise ConfigError("model.learn_prior_scale needs model.experts='laplace'")
+    if not isinstance(cfg.model.variance_eps, int | float) or cfg.model.variance_eps < 0:
+        raise ConfigError(f"model.variance_eps must be >= 0, got {cfg.model.variance_eps!r}")
     if cfg.model.style_dim and cfg.dataset != "celeba":
         raise ConfigError("model.style_dim > 0 (modality-specific latents) is for celeba only")
 
@@ -395,9 +445,12 @@ def make_config(
     method: str = "mopoe",
     profile: str = "cpu",
     overrides: dict | None = None,
+    preset: str | None = None,
     **kwargs,
 ) -> Config:
-    """The configuration of one run: defaults <- profile table <- overrides.
+    """The configuration of one run: defaults <- profile table <- preset <- overrides.
+
+    ``preset="official"`` sets every official-code switch of ``method`` (see PRESETS).
 
     >>> make_config("polymnist", "mopoe", "paper").model.latent_dim
     512
@@ -410,6 +463,13 @@ def make_config(
         raise ConfigError(f"profile must be one of {PROFILES_NAMES}, got {profile!r}")
     cfg = Config(dataset=dataset, method=method, profile=profile)
     _apply(cfg, PROFILES[dataset][profile], "")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {sorted(PRESETS)} or None, got {preset!r}")
+        if method not in PRESETS[preset]:
+            raise ConfigError(f"preset {preset!r} has no settings for method {method!r}; it "
+                              f"covers {sorted(PRESETS[preset])}")  # fmt: skip
+        _apply(cfg, {"model": PRESETS[preset][method]}, "")
     _apply(cfg, dict(overrides or {}, **kwargs), "")
     validate(cfg)
     return cfg

@@ -107,14 +107,16 @@ def train_or_load(
     overrides: dict | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    preset: str | None = None,
 ) -> Run:
     """Train one model of a chapter, or reload the run that the same code wrote before.
 
-    ``overrides`` are dotted config keys (``{"model.beta": 1.0}``) on top of the profile.
+    ``overrides`` are dotted config keys (``{"model.beta": 1.0}``) on top of the profile
+    and of ``preset`` (``"official"``: :data:`mopoe_lib.config.PRESETS`).
     """
     from .train import run as train_run
 
-    cfg = make_config(dataset, method, profile, dict(overrides or {}, seed=seed))
+    cfg = make_config(dataset, method, profile, dict(overrides or {}, seed=seed), preset=preset)
     out = run_dir(cfg, runs_root)
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():

@@ -199,3 +199,61 @@ def mixture_log_prob(
     if log_weights is None:
         return torch.logsumexp(comp, dim=0) - math.log(k)
     return torch.logsumexp(comp + log_weights, dim=0)
+
+
+# ---------------------------------------------------------------------------
+# Laplace experts (Shi et al.'s MMVAE): location mu and log-scale log b per dimension.
+# Mixtures of them have no product in closed form, so they serve the mixture models only.
+
+LOG_2 = math.log(2.0)
+
+
+def log_laplace(z: torch.Tensor, mu: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """log Laplace(z; mu, b) = -sum_d [log 2 + log b_d + |z_d - mu_d| / b_d]; broadcasts."""
+    return -(LOG_2 + log_b + (z - mu).abs() * torch.exp(-log_b)).sum(-1)
+
+
+def laplace_noise(shape, batch_dim: int, *, like: torch.Tensor, generator=None) -> torch.Tensor:
+    """Standard Laplace noise e = -sign(u) log(1 - |u|), u ~ U(-1, 1), as torch's rsample."""
+
+    def draw(s):
+        u = torch.rand(s, dtype=like.dtype, device=like.device, generator=generator)
+        u = (2.0 * u - 1.0).clamp(min=torch.finfo(like.dtype).eps - 1.0)  # |u| < 1
+        return -torch.sign(u) * torch.log1p(-u.abs())
+
+    return _sharded(draw, shape, batch_dim)
+
+
+def reparameterize_laplace(mu: torch.Tensor, log_b: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """z = mu + b * e for standard Laplace noise e (the reparameterized sample)."""
+    return mu + torch.exp(log_b) * e
+
+
+def kl_laplace(
+    mu_q: torch.Tensor, log_b_q: torch.Tensor, mu_p: torch.Tensor, log_b_p: torch.Tensor
+) -> torch.Tensor:
+    """KL(Laplace(mu_q, b_q) || Laplace(mu_p, b_p)) in closed form, summed over the last dim:
+    log(b_p / b_q) + |mu_q - mu_p| / b_p + (b_q / b_p) exp(-|mu_q - mu_p| / b_q) - 1."""
+    d = (mu_q - mu_p).abs()
+    return (
+        log_b_p
+        - log_b_q
+        + d * torch.exp(-log_b_p)
+        + torch.exp(log_b_q - log_b_p - d * torch.exp(-log_b_q))
+        - 1.0
+    ).sum(-1)
+
+
+def kl_monte_carlo(log_q: torch.Tensor, log_p: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """The Monte Carlo KL estimate mean(log q(z) - log p(z)) over samples z ~ q along ``dim``
+    (for mixtures, which have no closed-form KL)."""
+    return (log_q - log_p).mean(dim)
+
+
+def laplace_mixture_log_prob(z, mu, log_b, log_weights=None) -> torch.Tensor:
+    """log of a mixture of Laplace experts at z; shapes as :func:`mixture_log_prob`."""
+    k = mu.shape[0]
+    comp = log_laplace(z.unsqueeze(0), mu, log_b)
+    if log_weights is None:
+        return torch.logsumexp(comp, dim=0) - math.log(k)
+    return torch.logsumexp(comp + log_weights, dim=0)

@@ -14,6 +14,7 @@ a reference at each (sample, dimension), so that log-variances far outside
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -95,6 +96,7 @@ def subset_posteriors(
     subsets: torch.Tensor,
     prior_expert: PriorExpert = "none",
     mask: torch.Tensor | None = None,
+    variance_eps: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fuse the experts of every subset by a product of experts, all subsets at once.
 
@@ -107,6 +109,8 @@ def subset_posteriors(
         mask: optional boolean (B, M) availability; sample b is fused over the
             modalities it has. Missing experts receive exactly zero gradient, and
             their values (even NaN) never reach the result.
+        variance_eps: added to every expert's variance, the prior expert's included
+            (the official MoPoE ``poe`` uses exp(logvar) + 1e-8; 0: none, the paper's).
 
     Returns:
         ``(mu_k, logvar_k)`` of shape (K, B, D). Where subset k has no expert for
@@ -121,6 +125,11 @@ def subset_posteriors(
     any_prior = bool(flags_cpu.any())
     every_subset_valid = bool((subsets_cpu.any(dim=1) | flags_cpu).all())
     sel = subsets_cpu.to(device=mu.device, dtype=mu.dtype)
+    prior_neg = 0.0  # the prior expert's log-precision
+    if variance_eps:
+        logvar = torch.logaddexp(logvar, torch.tensor(math.log(variance_eps), dtype=logvar.dtype,
+                                                      device=logvar.device))  # fmt: skip
+        prior_neg = -math.log1p(variance_eps)
     if mask is not None:
         mask = _check_mask(mask, num_mod, batch, mu.device)
         present = mask.t().unsqueeze(-1)  # (M, B, 1)
@@ -135,8 +144,8 @@ def subset_posteriors(
     else:
         neg = -logvar
         hi, lo = neg.amax(dim=0), neg.amin(dim=0)
-    if any_prior:  # the prior's log-precision is 0
-        hi, lo = torch.clamp_min(hi, 0.0), torch.clamp_max(lo, 0.0)
+    if any_prior:  # the prior's log-precision is prior_neg (0 without variance_eps)
+        hi, lo = torch.clamp_min(hi, prior_neg), torch.clamp_max(lo, prior_neg)
     # Precisions are taken relative to the midpoint of the experts' log-precisions at each
     # (sample, dimension): relative precisions then lie in [e^-s/2, e^s/2] for a spread s,
     # so values and gradients stay finite in float32 for spreads up to ~160 nats (the
@@ -152,7 +161,7 @@ def subset_posteriors(
     # The prior expert (mean 0, log-precision 0) joins the matrix product as one more row.
     if any_prior:
         sel = torch.cat([sel, flags_cpu.to(device=mu.device, dtype=mu.dtype).unsqueeze(1)], dim=1)
-        w = torch.cat([w, torch.exp(-shift).unsqueeze(0)])
+        w = torch.cat([w, torch.exp(prior_neg - shift).unsqueeze(0)])
         mu = torch.cat([mu, torch.zeros_like(mu[:1])])
     need_clamp = mask is not None or not every_subset_valid
     mu_k, logvar_k = _ProductOfExperts.apply(sel, w, mu, shift)

@@ -109,15 +109,35 @@ class Categorical(Likelihood):
         return F.one_hot(params.argmax(-1), params.shape[-1]).to(params.dtype)
 
 
-def official_text_log_prob(x: torch.Tensor, log_softmax_out: torch.Tensor) -> torch.Tensor:
-    """The official code's text likelihood, kept to show how it differs.
+class OfficialCategorical(Likelihood):
+    """The official MoPoE code's text likelihood, selectable with ``text_likelihood="official"``.
+
+    The decoder output (logits here, LogSoftmax there) becomes l = log_softmax(params),
+    which the official code passes to ``OneHotCategorical`` as ``probs``: torch normalizes
+    it, so the probability of class c is l_c / sum_c' l_c' = (-log softmax_c) / sum_c'
+    (-log softmax_c'). Training therefore pushes softmax_c of the true class *down*; the
+    mode of this distribution (what :meth:`mean` returns, one-hot) is where it is largest.
+    """
+
+    def log_prob(self, x, params):
+        return official_text_log_prob(x, F.log_softmax(params, dim=-1), self.ndim_data)
+
+    def mean(self, params):
+        lp = F.log_softmax(params, dim=-1)
+        return F.one_hot(lp.argmin(-1), params.shape[-1]).to(params.dtype)
+
+
+def official_text_log_prob(
+    x: torch.Tensor, log_softmax_out: torch.Tensor, ndim_data: int = 2
+) -> torch.Tensor:
+    """The official code's text likelihood (see :class:`OfficialCategorical`).
 
     ``OneHotCategorical(log_softmax(h))`` takes its argument as ``probs``; torch then
     normalizes the negative numbers, so the probability of class c is
     (-log softmax_c) / sum_c' (-log softmax_c'), not softmax_c.
     """
     probs = log_softmax_out / log_softmax_out.sum(-1, keepdim=True)
-    return (x * torch.log(probs)).sum(dim=(-2, -1))
+    return _sum_data_dims((x * torch.log(probs)).sum(-1), ndim_data - 1)
 
 
 def rec_weights_by_size(sizes: Mapping[str, int] | Sequence[int]) -> torch.Tensor:

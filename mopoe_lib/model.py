@@ -24,7 +24,16 @@ import torch.nn as nn
 
 from . import objectives as O
 from . import subsets as S
-from .experts import batch_noise, kl_std_normal, log_normal, reparameterize
+from .experts import (
+    batch_noise,
+    kl_std_normal,
+    laplace_noise,
+    log_laplace,
+    log_normal,
+    log_std_normal,
+    reparameterize,
+    reparameterize_laplace,
+)
 from .fusion import subset_posteriors
 
 METHODS = ("mopoe", "mvae", "mmvae", "mmvae_iwae", "mmvae_dreg", "eq5")
@@ -69,10 +78,12 @@ class MixturePosterior:
     """Uniform mixture over the unimodal experts of each subset (MMVAE), for all subsets.
 
     ``mu, logvar``: (M, B, D) experts; ``subsets``: (K, M); ``mask``: optional (B, M).
+    ``experts="laplace"``: ``logvar`` holds log-scales of Laplace experts.
     """
 
-    def __init__(self, mu, logvar, subsets: torch.Tensor, mask: torch.Tensor | None = None):
-        self.mu, self.logvar = mu, logvar
+    def __init__(self, mu, logvar, subsets: torch.Tensor, mask: torch.Tensor | None = None,
+                 experts: str = "gaussian"):  # fmt: skip
+        self.mu, self.logvar, self.experts = mu, logvar, experts
         w = subsets.to(mu.device).unsqueeze(1)  # (K, 1, M)
         self.weights = w & mask.unsqueeze(0) if mask is not None else w.expand(-1, mu.shape[1], -1)
         self.count = self.weights.sum(-1).clamp_min(1).to(mu.dtype)  # (K, B)
@@ -88,11 +99,15 @@ class MixturePosterior:
         probs = self.weights.reshape(k * b, m).to(self.mu.dtype)
         comp = torch.multinomial(probs, n, replacement=True).view(k, b, n).permute(2, 0, 1)
         rows = torch.arange(b, device=self.mu.device).view(1, 1, b)
-        return reparameterize(self.mu[comp, rows], self.logvar[comp, rows])
+        mu, lv = self.mu[comp, rows], self.logvar[comp, rows]
+        if self.experts == "laplace":
+            return reparameterize_laplace(mu, lv, laplace_noise(mu.shape, 2, like=mu))
+        return reparameterize(mu, lv)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """z (n, K, B, D) -> (n, K, B): log (1/|S_k|) sum_{m in S_k} N(z; mu_m, sigma_m)."""
-        comp = log_normal(z.unsqueeze(-2), self.mu.transpose(0, 1), self.logvar.transpose(0, 1))
+        density = log_laplace if self.experts == "laplace" else log_normal
+        comp = density(z.unsqueeze(-2), self.mu.transpose(0, 1), self.logvar.transpose(0, 1))
         comp = comp.masked_fill(~self.weights, -torch.inf)  # (n, K, B, M)
         return torch.logsumexp(comp, dim=-1) - torch.log(self.count)
 
@@ -133,6 +148,15 @@ class MultimodalVAE(nn.Module):
         mvae_variant: str = "joint_unimodal",
         importance_samples: int = 1,
         logvar_bound: float | None = 80.0,
+        dreg_grad: str = "intended",
+        mmvae_bound: str = "looser",
+        mmvae_elbo: str = "mixture",
+        experts: str = "gaussian",
+        posterior_scale: str = "exp",
+        learn_prior_scale: bool = False,
+        split_rows: str = "floor_div",
+        variance_eps: float = 0.0,
+        mvae_rec_weights: str = "all",
     ):
         super().__init__()
         if method not in METHODS:
@@ -160,6 +184,22 @@ class MultimodalVAE(nn.Module):
         self.prior_expert, self.sampling, self.kl = prior_expert, sampling, kl
         self.mvae_variant, self.importance_samples = mvae_variant, importance_samples
         self.logvar_bound = logvar_bound
+        # The official-code switches (config.py, book/appendix/official_code.md).
+        self.dreg_grad, self.mmvae_bound, self.mmvae_elbo = dreg_grad, mmvae_bound, mmvae_elbo
+        self.experts, self.posterior_scale = experts, posterior_scale
+        self.split_rows, self.variance_eps = split_rows, variance_eps
+        self.mvae_rec_weights = mvae_rec_weights
+        if experts == "laplace" and not method.startswith("mmvae"):
+            raise ValueError("Laplace experts have no closed-form product: use an mmvae method")
+        if learn_prior_scale and experts != "laplace":
+            raise ValueError("learn_prior_scale is implemented for Laplace experts only")
+        # Laplace prior scale D softmax(theta), theta = 0 (scale 1) unless learned (Shi et al.).
+        if experts == "laplace":  # (Gaussian models keep their state_dict as before)
+            theta = torch.zeros(latent_dim)
+            if learn_prior_scale:
+                self.prior_logits = nn.Parameter(theta)
+            else:
+                self.register_buffer("prior_logits", theta)
         self.decode_chunk_rows: int | None = DECODE_CHUNK_ROWS  # CPU only; None: one call
         self._decoders_have_batch_stats = any(
             isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in self.decoders.modules()
@@ -246,12 +286,19 @@ class MultimodalVAE(nn.Module):
         """Unimodal experts of every modality (at least float32, also under autocast)."""
         mus, lvs = zip(*(self.encoders[m](x[m]) for m in self.modalities), strict=True)
         mu, lv = _full_precision(torch.stack(mus)), _full_precision(torch.stack(lvs))
-        if self.logvar_bound:
-            # A soft bound L tanh(lv / L) (identity for |lv| << L). Under the MVAE's prior
-            # expert nothing stops an expert's log-variance from drifting upwards (it reached
-            # +200 within 20 steps on PolyMNIST). Fusion stays finite for any spread, but the
-            # KL terms and log-densities take exp(+-lv), which overflows float32 past ~88.
-            lv = self.logvar_bound * torch.tanh(lv / self.logvar_bound)
+        if self.posterior_scale == "softmax":
+            # Shi et al.: scale = D softmax(h) + 1e-6, bounded, so no guard is needed.
+            lv = torch.log(torch.softmax(lv, dim=-1) * lv.shape[-1] + 1e-6)
+        else:
+            if self.logvar_bound:
+                # Under the MVAE's prior expert nothing stops an expert's log-variance from
+                # drifting upwards (it reached +200 within 20 steps on PolyMNIST). Fusion
+                # stays finite for any spread, but the KL terms and log-densities take
+                # exp(+-lv), which overflows float32 past ~88. soft_bound is the identity on
+                # [-L/2, L/2], where training lives, and saturates at +-L beyond.
+                lv = soft_bound(lv, self.logvar_bound)
+            if self.experts == "laplace":
+                lv = 0.5 * lv  # log b = h / 2: b = exp(h / 2), as a standard deviation
         if not self.style_dim:
             return Encoded(mu, lv)
         d = self.latent_dim
@@ -269,9 +316,33 @@ class MultimodalVAE(nn.Module):
         if enc is None:
             enc = self.encode(self.complete(x, mask))
         if self.method.startswith("mmvae"):
-            return MixturePosterior(enc.mu, enc.logvar, subsets, mask)
+            return MixturePosterior(enc.mu, enc.logvar, subsets, mask, self.experts)
         prior = "all" if self.method == "mvae" else self.prior_expert
-        return GaussianPosterior(*subset_posteriors(enc.mu, enc.logvar, subsets, prior, mask))
+        return GaussianPosterior(
+            *subset_posteriors(enc.mu, enc.logvar, subsets, prior, mask, self.variance_eps)
+        )
+
+    def prior_log_scale(self) -> torch.Tensor | None:
+        """log b of the Laplace prior (D,), None for the N(0, I) prior of Gaussian experts."""
+        if self.experts != "laplace":
+            return None
+        d = self.prior_logits.shape[-1]
+        return torch.log(torch.softmax(self.prior_logits, dim=-1) * d)
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z), summed over the last dimension."""
+        log_b = self.prior_log_scale()
+        if log_b is None:
+            return log_std_normal(z)
+        return log_laplace(z, torch.zeros_like(log_b), log_b.to(z.dtype))
+
+    def prior_sample(self, n: int) -> torch.Tensor:
+        """(n, D) codes from p(z)."""
+        log_b = self.prior_log_scale()
+        if log_b is None:
+            return torch.randn(n, self.latent_dim, device=self.device)
+        e = laplace_noise((n, self.latent_dim), 0, like=log_b)
+        return reparameterize_laplace(torch.zeros_like(log_b), log_b, e)
 
     def _subsets(self, subsets) -> torch.Tensor:
         num_mod = len(self.modalities)
@@ -382,17 +453,25 @@ class MultimodalVAE(nn.Module):
         mu, lv, name = enc.mu, enc.logvar, self.method
         if name == "mopoe":
             obj = O.mopoe(mu, lv, decode_loglik, prior_expert=self.prior_expert,
-                          sampling=self.sampling, kl=self.kl, **common)  # fmt: skip
+                          sampling=self.sampling, kl=self.kl, split_rows=self.split_rows,
+                          variance_eps=self.variance_eps, **common)  # fmt: skip
         elif name == "eq5":
             obj = O.subset_elbo_average(
                 mu, lv, decode_loglik, prior_expert=self.prior_expert, **common
             )
         elif name == "mvae":
-            obj = O.mvae(mu, lv, decode_loglik, variant=self.mvae_variant, **common)
+            obj = O.mvae(mu, lv, decode_loglik, variant=self.mvae_variant,
+                         rec_weight_terms=self.mvae_rec_weights,
+                         variance_eps=self.variance_eps, **common)  # fmt: skip
         else:
             estimator = {"mmvae": "elbo", "mmvae_iwae": "iwae", "mmvae_dreg": "dreg"}[name]
+            if name == "mmvae" and self.mmvae_elbo == "unimodal_kl":
+                estimator = "m_elbo"
             k = 1 if name == "mmvae" else self.importance_samples
-            obj = O.mmvae(mu, lv, decode_loglik, K=k, estimator=estimator, **common)
+            obj = O.mmvae(mu, lv, decode_loglik, K=k, estimator=estimator,
+                          bound=self.mmvae_bound, dreg_grad=self.dreg_grad,
+                          experts=self.experts, prior_log_scale=self.prior_log_scale(),
+                          **common)  # fmt: skip
         if self.style_dim:
             obj = self._add_style_kl(obj, enc, mask)
         return obj
@@ -416,7 +495,7 @@ class MultimodalVAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """Unconditional generation: z ~ N(0, I) (and styles from their prior)."""
-        return self.decode(torch.randn(n, self.latent_dim, device=self.device))
+        return self.decode(self.prior_sample(n))
 
     @torch.no_grad()
     def conditional_generate(self, x, subsets=None, n: int = 1, mask=None):
@@ -450,6 +529,7 @@ def build_model(cfg) -> MultimodalVAE:
         width_multiplier=mc.width_multiplier,
         image_likelihood=mc.image_likelihood,
         gaussian_scale=mc.gaussian_scale,
+        text_likelihood=mc.text_likelihood,
     )
     return MultimodalVAE(
         nets.modalities,
@@ -471,7 +551,27 @@ def build_model(cfg) -> MultimodalVAE:
         mvae_variant=mc.mvae_variant,
         importance_samples=mc.importance_samples,
         logvar_bound=mc.logvar_bound,
+        dreg_grad=mc.dreg_grad,
+        mmvae_bound=mc.mmvae_bound,
+        mmvae_elbo=mc.mmvae_elbo,
+        experts=mc.experts,
+        posterior_scale=mc.posterior_scale,
+        learn_prior_scale=mc.learn_prior_scale,
+        split_rows=mc.batch_split_rows,
+        variance_eps=mc.variance_eps,
+        mvae_rec_weights=mc.mvae_rec_weights,
     )
+
+
+def soft_bound(lv: torch.Tensor, bound: float) -> torch.Tensor:
+    """The identity on [-bound/2, bound/2]; beyond, c + c tanh((|lv| - c) / c) with c = bound/2
+    (sign kept), which is continuous with slope 1 at +-c and saturates at +-bound. So
+    log-variances inside the range that training uses pass exactly, and exp(+-lv) stays
+    below float32's overflow (exp(88)) for bound = 80."""
+    c = 0.5 * bound
+    a = lv.abs()
+    outer = torch.sign(lv) * (c + c * torch.tanh((a - c) / c))
+    return torch.where(a <= c, lv, outer)
 
 
 def log_mean_exp(t: torch.Tensor, dim: int) -> torch.Tensor:

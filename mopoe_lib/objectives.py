@@ -31,10 +31,16 @@ from .experts import (
     batch_randint,
     batch_uniform,
     current_shard,
+    kl_laplace,
     kl_std_normal,
+    laplace_mixture_log_prob,
+    laplace_noise,
+    log_laplace,
+    log_normal,
     log_std_normal,
     mixture_log_prob,
     reparameterize,
+    reparameterize_laplace,
 )
 from .fusion import PriorExpert, check_experts, subset_posteriors, subset_validity
 
@@ -110,22 +116,38 @@ def _noise(
     return batch_noise(shape, batch_dim, like=like, generator=generator)
 
 
-def batch_split_components(batch: int, num_subsets: int, device=None) -> torch.Tensor:
+def batch_split_components(
+    batch: int, num_subsets: int, device=None, rows: str = "floor_div"
+) -> torch.Tensor:
     """The official code's mixture 'sampling': contiguous blocks of rows per subset.
 
-    Each subset gets floor(B / K) consecutive rows and the last subset (the full set)
-    takes the remainder; with B < K every row goes to the last subset.
+    Each subset gets the same number of consecutive rows and the last subset (the full
+    set) takes the remainder; with B < K every row goes to the last subset. ``rows``:
+    ``"floor_div"``: floor(B / K) rows per subset; ``"float32_floor"``: floor(B * w_k)
+    with the float32 weights w_k = 1/K renormalized, as the official code computes it,
+    which gives B/K - 1 rows (not B/K) for K = 31 and B a multiple of 31.
     """
     shard = current_shard()
     if shard is not None:  # this rank's rows of the global batch's layout
         rank, world = shard
-        layout = _batch_split_layout(batch * world, num_subsets, device)
+        layout = _batch_split_layout(batch * world, num_subsets, device, rows)
         return layout[rank * batch : (rank + 1) * batch]
-    return _batch_split_layout(batch, num_subsets, device)
+    return _batch_split_layout(batch, num_subsets, device, rows)
 
 
-def _batch_split_layout(batch: int, num_subsets: int, device=None) -> torch.Tensor:
-    per = batch // num_subsets
+def split_rows_per_subset(batch: int, num_subsets: int, rows: str = "floor_div") -> int:
+    """Rows per (non-last) subset of the batch split; see :func:`batch_split_components`."""
+    if rows == "floor_div":
+        return batch // num_subsets
+    if rows == "float32_floor":
+        w = torch.full((num_subsets,), 1.0 / num_subsets, dtype=torch.float32)
+        w = w / w.sum()
+        return int(torch.floor(batch * w[0]))
+    raise ValueError(f"rows must be 'floor_div' or 'float32_floor', got {rows!r}")
+
+
+def _batch_split_layout(batch: int, num_subsets: int, device=None, rows="floor_div"):
+    per = split_rows_per_subset(batch, num_subsets, rows)
     comp = torch.full((batch,), num_subsets - 1, dtype=torch.long, device=device)
     if per:
         comp[: per * num_subsets] = torch.arange(num_subsets, device=device).repeat_interleave(per)
@@ -183,6 +205,8 @@ def _mopoe_terms(
     eps,
     components,
     generator,
+    split_rows="floor_div",
+    variance_eps=0.0,
 ):
     num_mod, batch, _ = mu.shape
     subsets = S.powerset(num_mod) if subsets is None else S.check_subsets(subsets, num_mod)
@@ -192,7 +216,8 @@ def _mopoe_terms(
         )
     if kl not in ("mixture", "subset_average"):
         raise ValueError(f"kl must be 'mixture' or 'subset_average', got {kl!r}")
-    mu_k, lv_k = subset_posteriors(mu, logvar, subsets, prior_expert, mask)  # (K, B, D)
+    mu_k, lv_k = subset_posteriors(mu, logvar, subsets, prior_expert, mask,
+                                   variance_eps)  # (K, B, D)  # fmt: skip
     valid = subset_validity(subsets.to(mu.device), mask, prior_expert)  # (K, B|1)
     lam = _weights(rec_weights, num_mod, mu)
     n_sub = subsets.shape[0]
@@ -220,7 +245,7 @@ def _mopoe_terms(
                     "sampling='batch_split' assumes complete tuples; with a mask use "
                     "sampling='stochastic', which draws among each sample's valid subsets"
                 )
-            components = batch_split_components(batch, n_sub, mu.device)
+            components = batch_split_components(batch, n_sub, mu.device, split_rows)
         else:
             components = sample_components(valid, batch, generator)
     rows = torch.arange(batch, device=mu.device)
@@ -254,6 +279,8 @@ def mopoe(
     eps: torch.Tensor | None = None,
     components: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    split_rows: str = "floor_div",
+    variance_eps: float = 0.0,
 ) -> Objective:
     """L_MoPoE of Eq. (6): E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - beta KL(q(z|X) || p(z)).
 
@@ -277,6 +304,9 @@ def mopoe(
     eps, components: fixed noise (shaped like the sampled z) and component indices,
         for reproducible or common-random-number evaluations.
     generator: draws the components and the noise (the global RNG when None).
+    split_rows: rows per subset of ``sampling="batch_split"`` (see
+        :func:`batch_split_components`; official code: ``"float32_floor"``).
+    variance_eps: added to every expert variance before the products (official 1e-8).
     """
     check_experts(mu, logvar)
     rec, kl_val, extras = _mopoe_terms(
@@ -292,6 +322,8 @@ def mopoe(
         eps=eps,
         components=components,
         generator=generator,
+        split_rows=split_rows,
+        variance_eps=variance_eps,
     )
     return Objective(rec.sum(0) - beta * kl_val, rec, kl_val, extras=extras)
 
@@ -346,6 +378,8 @@ def mvae(
     mask: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    rec_weight_terms: Literal["all", "joint"] = "all",
+    variance_eps: float = 0.0,
 ) -> Objective:
     """The MVAE objective: a sum of ELBOs of products of experts, each with the prior expert.
 
@@ -353,12 +387,19 @@ def mvae(
         ``"joint"``: the ELBO of the full product, L_PoE of Eq. (7), the special case
         of MoPoE with the full set as the only subset.
         ``"joint_unimodal"``: joint ELBO + the M unimodal ELBOs L(theta, phi_m; x_m),
-        as in the official MoPoE code and Wu & Goodman's MNIST experiment.
+        as Wu & Goodman's MNIST experiment and the official MoPoE code (which, with
+        ``rec_weight_terms="joint"``, weights only the joint term by lambda_m).
         ``"subsampled"``: additionally ``num_random_subsets`` random subsets per batch
         (size uniform in 2..M-1, then a subset of that size), Wu & Goodman's sub-sampling.
     Each term reconstructs only the modalities of its own subset (the ELBO on
     log p(X_k)), so only the joint term bounds log p(X) (Wu & Goodman, 2019).
+    rec_weight_terms: ``"all"``: lambda_m weights log p(x_m|z) in every term;
+        ``"joint"``: only in the joint term, weight 1 in the other terms, as the
+        official MoPoE code trains its MVAE (``utils.calc_elbo``).
+    variance_eps: added to every expert variance before the products (official 1e-8).
     """
+    if rec_weight_terms not in ("all", "joint"):
+        raise ValueError(f"rec_weight_terms must be 'all' or 'joint', got {rec_weight_terms!r}")
     check_experts(mu, logvar)
     num_mod, batch, _ = mu.shape
     terms = [S.full(num_mod)]
@@ -377,7 +418,7 @@ def mvae(
         )
     term_sets = torch.cat(terms)  # (T, M)
     n_terms = term_sets.shape[0]
-    mu_t, lv_t = subset_posteriors(mu, logvar, term_sets, "all", mask)  # (T, B, D)
+    mu_t, lv_t = subset_posteriors(mu, logvar, term_sets, "all", mask, variance_eps)
     if eps is None:
         eps = _noise(mu_t.shape, mu_t, generator, 1)
     z = reparameterize(mu_t, lv_t, eps)
@@ -385,6 +426,11 @@ def mvae(
     ll = _check_loglik(decode_loglik(z, need), num_mod, n_terms, batch)
     lam = _weights(rec_weights, num_mod, mu)
     rec_mt = _weighted_rec(ll, lam, mask)  # (M, T, B)
+    if rec_weight_terms == "joint":  # lambda on the joint term (row 0) only
+        ones = _weighted_rec(ll, torch.ones_like(lam), mask)
+        joint = torch.zeros(n_terms, dtype=torch.bool, device=mu.device)
+        joint[0] = True
+        rec_mt = torch.where(joint.view(1, -1, 1), rec_mt, ones)
     rec_mt = torch.where(need.t().unsqueeze(-1), rec_mt, torch.zeros_like(rec_mt))
     kl_t = kl_std_normal(mu_t, lv_t)  # (T, B)
     if mask is not None:  # a term none of whose modalities is observed is dropped
@@ -404,33 +450,56 @@ def mmvae(
     decode_loglik: DecodeLogLik,
     *,
     K: int = 1,
-    estimator: Literal["elbo", "iwae", "dreg"] = "elbo",
+    estimator: Literal["elbo", "iwae", "dreg", "m_elbo"] = "elbo",
+    bound: Literal["looser", "tight"] = "looser",
+    dreg_grad: Literal["intended", "released"] = "intended",
+    experts: Literal["gaussian", "laplace"] = "gaussian",
+    prior_log_scale: torch.Tensor | None = None,
     beta: float = 1.0,
     rec_weights=None,
     mask: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Objective:
-    """MMVAE's stratified objectives over the M unimodal posteriors.
+    """MMVAE's objectives over the M unimodal posteriors (Shi et al., 2019).
 
     With log w = sum_d lambda_d log p(x_d|z) + beta (log p(z) - log q(z|X)) and
     q(z|X) = (1/M) sum_m q(z|x_m), for K codes z_{m,1..K} ~ q(z|x_m) from every m:
 
     ``"elbo"``: (1/M) sum_m (1/K) sum_k log w_{m,k}, the MoE ELBO of Eq. (9) with
         stratified sampling (with K=1 it equals MoPoE over the unimodal subsets);
-    ``"iwae"``: (1/M) sum_m log (1/K) sum_k w_{m,k}, Shi et al.'s stratified
-        importance-weighted bound L_IWAE^MoE (>= the ELBO, tighter as K grows);
-    ``"dreg"``: the same value, differentiated with the doubly reparameterized
-        estimator as in Shi et al.'s code: q's parameters are detached inside log q, and
-        the gradient reaching z is scaled by the normalized weights, so encoders get
-        sum_k w~^2 d log w / dz dz/dphi and decoders sum_k w~ d log w / dtheta.
-        For M = 1 this is Tucker et al.'s unbiased DReG, and for K = 1 it is unbiased too
-        (the dropped mixture scores average to zero over the strata). For M > 1 and K > 1
-        it is not unbiased for the gradient of L_IWAE^MoE: a stratum samples from q(z|x_m)
+    ``"iwae"``: with ``bound="looser"`` (1/M) sum_m log (1/K) sum_k w_{m,k}, Shi et al.'s
+        stratified bound (their ``m_iwae_looser``, >= the ELBO); with ``bound="tight"``
+        log (1/(MK)) sum_{m,k} w_{m,k} (their ``m_iwae``);
+    ``"dreg"``: the doubly reparameterized estimator of the same bound: q's parameters
+        are detached inside log q, the value is sum w~ log w with w~ the normalized
+        weights (over k per stratum for looser, over all m, k for tight). With
+        ``dreg_grad="intended"`` (the default) the gradient reaching z is scaled once
+        more by w~, so encoders get sum w~^2 d log w / dz dz/dphi, as DReG prescribes
+        (Tucker et al.; multivae does the same). ``dreg_grad="released"`` is what the
+        released iffsid/mmvae code computes: its hook sits on a ``torch.cat`` /
+        ``torch.stack`` copy of the codes that the loss never reads, so it never fires
+        and encoders get sum w~ d log w / dz dz/dphi (chapter 6 compares the two).
+        Decoders get sum w~ d log w / dtheta either way. For M = 1 the intended one is
+        Tucker et al.'s unbiased DReG, and for K = 1 it is unbiased too (the dropped
+        mixture scores average to zero over the strata). For M > 1 and K > 1 (looser) it
+        is not unbiased for the gradient of the bound: a stratum samples from q(z|x_m)
         while the weight holds the mixture density, so the identity behind DReG covers
         only part of the score term, and the self-normalized weights within a stratum
         keep the rest from cancelling (tests/test_objectives.py measures the bias;
         chapter 6 shows it).
+    ``"m_elbo"``: Shi et al.'s ``--obj elbo``, (1/M) sum_r [sum_d omega_rd lambda_d
+        log p(x_d|z_d) - beta KL(q(z|x_r) || p(z))] with z_d ~ q(z|x_d) and the
+        importance weight omega_rd = q(z_d|x_r) / q(z_d|x_d) (1 for d = r; z_d and the
+        denominator detached, so omega differentiates into q(.|x_r) only). It uses the
+        unimodal KLs, not the mixture's, so it is a different objective from ``"elbo"``.
+        Averaged over the K codes.
+
+    experts: ``"gaussian"`` (``logvar`` holds log-variances) or ``"laplace"`` (``logvar``
+        holds log-scales log b; Shi et al.'s posteriors). The prior is N(0, I), or with
+        ``prior_log_scale`` (D,) given, Laplace(0, exp(prior_log_scale)) (Laplace only;
+        Shi et al. learn it). The KL of ``"m_elbo"`` is closed-form; every mixture KL is
+        the Monte Carlo estimate log q(z|X) - log p(z) at the sampled codes.
 
     The stratified bound is not consistent: as K grows, (1/K) sum_k w_{m,k} tends to
     p(X) c_m with c_m = E_{p(z|X)}[q(z|x_m) / q(z|X)], so the bound tends to
@@ -438,13 +507,25 @@ def mmvae(
     equality only when every c_m = 1 (chapter 6 measures the limit).
 
     The decoders see M*K*B codes per batch (every decoder decodes every code).
+    ``eps``: the standard noise (M, K, B, D), normal or Laplace as the experts.
     """
     check_experts(mu, logvar)
     num_mod, batch, dim = mu.shape
     if K < 1:
         raise ValueError(f"K must be >= 1, got {K}")
-    if estimator not in ("elbo", "iwae", "dreg"):
-        raise ValueError(f"estimator must be 'elbo', 'iwae' or 'dreg', got {estimator!r}")
+    for name, value, allowed in (
+        ("estimator", estimator, ("elbo", "iwae", "dreg", "m_elbo")),
+        ("bound", bound, ("looser", "tight")),
+        ("dreg_grad", dreg_grad, ("intended", "released")),
+        ("experts", experts, ("gaussian", "laplace")),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if prior_log_scale is not None and experts != "laplace":
+        raise ValueError("prior_log_scale (a Laplace prior) needs experts='laplace'")
+    if estimator == "m_elbo" and mask is not None:
+        raise ValueError("estimator='m_elbo' needs complete tuples (no mask)")
+    laplace = experts == "laplace"
     if mask is not None:
         # A missing modality's stratum is dropped; zeroing its parameters keeps its
         # (possibly NaN) encoder output out of values and gradients.
@@ -452,44 +533,100 @@ def mmvae(
         mu = torch.where(present, mu, torch.zeros_like(mu))
         logvar = torch.where(present, logvar, torch.zeros_like(logvar))
     if eps is None:
-        eps = _noise((num_mod, K, batch, dim), mu, generator, 2)
+        draw = laplace_noise if laplace else batch_noise
+        eps = draw((num_mod, K, batch, dim), 2, like=mu, generator=generator)
     elif eps.shape != (num_mod, K, batch, dim):
         raise ValueError(
             f"eps must have shape (M, K, B, D) = {(num_mod, K, batch, dim)}, got {tuple(eps.shape)}"
         )
-    z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (M, K, B, D)
+    if laplace:
+        z = reparameterize_laplace(mu.unsqueeze(1), logvar.unsqueeze(1), eps)  # (M, K, B, D)
+    else:
+        z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
+
+    def log_prior(t):
+        if prior_log_scale is None:
+            return log_std_normal(t)
+        return log_laplace(t, torch.zeros_like(prior_log_scale), prior_log_scale)
+
     if estimator == "dreg":
         mu_q, lv_q = mu.detach(), logvar.detach()
     else:
         mu_q, lv_q = mu, logvar
     valid = torch.ones(num_mod, 1, dtype=torch.bool, device=mu.device) if mask is None else mask.t()
-    log_q = _mixture_log_q(z, mu_q, lv_q, valid)  # (M, K, B)
+    if laplace:
+        v = valid.view(num_mod, 1, 1, valid.shape[1])
+        log_share = -torch.log(valid.sum(0).to(z.dtype))
+        lw_mix = torch.where(v, log_share, torch.full_like(log_share, -torch.inf))
+        view = (num_mod, 1, 1, batch, dim)
+        log_q = laplace_mixture_log_prob(z, mu_q.view(view), lv_q.view(view), lw_mix)
+    else:
+        log_q = _mixture_log_q(z, mu_q, lv_q, valid)  # (M, K, B)
     ll = decode_loglik(z.reshape(num_mod * K, batch, dim), None)
     ll = _check_loglik(ll, num_mod, num_mod * K, batch).reshape(num_mod, num_mod, K, batch)
     lam = _weights(rec_weights, num_mod, mu)
     rec_d = _weighted_rec(ll, lam, mask)  # (M_dec, M_comp, K, B)
-    log_ratio = log_std_normal(z) - log_q  # (M, K, B)
+    log_ratio = log_prior(z) - log_q  # (M, K, B)
     log_w = rec_d.sum(0) + beta * log_ratio
 
     strata = valid.to(mu.dtype)  # (M, B|1): average over the observed modalities' strata
     n_strata = strata.sum(0)
+    extras = {"z": z, "log_w": log_w}
+    if estimator == "m_elbo":
+        return _m_elbo(mu, logvar, z, rec_d, laplace, prior_log_scale, beta, extras)
+    vk = valid.unsqueeze(1)  # (M, 1, B|1)
     if estimator == "elbo":
         per_m = log_w.mean(1)
-    else:
+    elif bound == "looser":
         per_m = torch.logsumexp(log_w, dim=1) - math.log(K)
-    per_m = torch.where(valid, per_m, torch.zeros_like(per_m))
-    value = per_m.sum(0) / n_strata
+    if estimator == "elbo" or bound == "looser":
+        per_m = torch.where(valid, per_m, torch.zeros_like(per_m))
+        value = per_m.sum(0) / n_strata
+    else:  # tight: one log-mean over all M*K weights of the observed strata
+        masked = torch.where(vk, log_w, torch.full_like(log_w, -torch.inf))
+        value = torch.logsumexp(masked.flatten(0, 1), dim=0) - torch.log(n_strata * K)
     rec = (rec_d.mean(2) * strata.unsqueeze(0)).sum(1) / n_strata  # (M_dec, B), at the codes
     kl = -(log_ratio.mean(1) * strata).sum(0) / n_strata
     surrogate = None
     if estimator == "dreg":
-        w_tilde = torch.softmax(log_w.detach(), dim=1)  # over K within each stratum
-        if z.requires_grad:
+        masked = torch.where(vk, log_w.detach(), torch.full_like(log_w, -torch.inf))
+        if bound == "looser":
+            w_tilde = torch.softmax(masked, dim=1)  # over K within each stratum
+        else:
+            w_tilde = torch.softmax(masked.flatten(0, 1), dim=0).view_as(log_w)
+        w_tilde = torch.where(vk, w_tilde, torch.zeros_like(w_tilde))
+        if z.requires_grad and dreg_grad == "intended":
             z.register_hook(lambda g: g * w_tilde.unsqueeze(-1))
-        per_m_s = (w_tilde * log_w).sum(1)
-        per_m_s = torch.where(valid, per_m_s, torch.zeros_like(per_m_s))
-        surrogate = per_m_s.sum(0) / n_strata
-    return Objective(value, rec, kl, surrogate=surrogate, extras={"z": z, "log_w": log_w})
+        per_m_s = (w_tilde * log_w).sum(1)  # (M, B)
+        if bound == "looser":
+            surrogate = (per_m_s * strata).sum(0) / n_strata
+        else:
+            surrogate = per_m_s.sum(0)
+    return Objective(value, rec, kl, surrogate=surrogate, extras=extras)
+
+
+def _m_elbo(mu, log_s, z, rec_d, laplace, prior_log_scale, beta, extras):
+    """Shi et al.'s ``m_elbo`` (see :func:`mmvae`); rec_d is (M_dec, M_comp, K, B)."""
+    num_mod = mu.shape[0]
+    zd = z.detach().unsqueeze(0)  # (1, M_d, K, B, D): the codes of stratum d
+    view = (num_mod, 1, 1) + mu.shape[1:]
+    if laplace:
+        comp = log_laplace(zd, mu.view(view), log_s.view(view))  # (M_r, M_d, K, B)
+        zero = torch.zeros_like(mu)
+        p_lb = prior_log_scale if prior_log_scale is not None else zero
+        kl_r = kl_laplace(mu, log_s, zero, p_lb.expand_as(mu))  # (M, B)
+    else:
+        comp = log_normal(zd, mu.view(view), log_s.view(view))
+        kl_r = kl_std_normal(mu, log_s)
+    own = torch.diagonal(comp, dim1=0, dim2=1).movedim(-1, 0)  # log q_d(z_d), (M_d, K, B)
+    log_omega = comp - own.detach().unsqueeze(0)
+    eye = torch.eye(num_mod, dtype=torch.bool, device=mu.device).view(num_mod, num_mod, 1, 1)
+    omega = torch.where(eye, torch.ones_like(log_omega), log_omega.exp())  # (M_r, M_d, K, B)
+    rec_dd = torch.diagonal(rec_d, dim1=0, dim2=1).movedim(-1, 0)  # lambda_d log p(x_d|z_d)
+    rec_rd = omega * rec_dd.unsqueeze(0)  # (M_r, M_d, K, B)
+    value = (rec_rd.sum(1) - beta * kl_r.unsqueeze(1)).mean(0).mean(0)  # (B,)
+    rec = rec_rd.mean(0).mean(1)  # (M_d, B)
+    return Objective(value, rec, kl_r.mean(0), extras=extras)
 
 
 # ---------------------------------------------------------------------------

@@ -739,6 +739,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--model", required=True, choices=METHODS, help="the objective")
     p.add_argument("--profile", default="cpu", choices=PROFILES_NAMES)
+    p.add_argument("--preset", choices=["official"], default=None,
+                   help="every official-code switch of the model (book: official_code)")  # fmt: skip
     p.add_argument("--out", required=True, help="run directory (checkpoint, log, metrics)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
@@ -771,7 +773,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if not sep:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = parse_value(value)
-    return make_config(args.dataset, args.model, args.profile, overrides)
+    return make_config(args.dataset, args.model, args.profile, overrides,
+                       preset=getattr(args, "preset", None))  # fmt: skip
 
 
 def main(argv=None) -> int:

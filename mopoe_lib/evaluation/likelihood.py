@@ -72,7 +72,7 @@ def log_likelihood(
     for sub, post in chunks:
         z = post.sample(num_samples)  # (K, S, B, D)
         k, s_count, b, d = z.shape
-        log_w = log_std_normal(z) - post.log_prob(z)
+        log_w = model.prior_log_prob(z) - post.log_prob(z)
         style = None
         if model.style_dim:
             style, style_ratio = _style_proposal(model, enc, sub, k)

@@ -17,7 +17,6 @@ import torch
 
 from .. import subsets as S
 from ..experiment import Claim
-from ..experts import log_std_normal
 
 NAMES = {"mnist": "MNIST", "svhn": "SVHN"}
 COLUMNS = ("log p(x_m|x_m,x_n)", "log p(x_m|x_m)", "log p(x_m|x_n)")
@@ -33,7 +32,7 @@ def marginal_loglik(model, x, target: str, subset, num_samples: int) -> torch.Te
     post = model.posterior(x, subset)
     z = post.sample(num_samples)  # (K, 1, B, D)
     k, _, b, d = z.shape
-    log_w = log_std_normal(z) - post.log_prob(z)  # (K, 1, B)
+    log_w = model.prior_log_prob(z) - post.log_prob(z)  # (K, 1, B)
     ll = model.decode_loglik(x, z.reshape(k, b, d))  # (M, K, B)
     log_w = log_w[:, 0] + ll[model.modalities.index(target)]
     return torch.logsumexp(log_w, dim=0) - math.log(k)

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..likelihoods import Categorical, Gaussian, Laplace, Likelihood, rec_weights_by_size
+from ..likelihoods import (
+    Categorical,
+    Gaussian,
+    Laplace,
+    Likelihood,
+    OfficialCategorical,
+    rec_weights_by_size,
+)
 from . import celeba, mnist_svhn_text, polymnist
 
 DATASETS = ("polymnist", "mnist_svhn_text", "celeba")
@@ -35,6 +42,7 @@ DATA_SHAPES = {
 # instead, giving img 1/3 and text 16: the same ratio (48) as the rule, with 1/3 the scale.
 OFFICIAL_REC_WEIGHTS = {"celeba": (1 / 3, 16.0)}
 IMAGE_LIKELIHOODS = ("laplace", "gaussian")
+TEXT_LIKELIHOODS = ("categorical", "official")
 
 
 @dataclass
@@ -94,13 +102,19 @@ def build(
     width_multiplier: float = 1.0,
     image_likelihood: str = "laplace",
     gaussian_scale: float = 0.1,
+    text_likelihood: str = "categorical",
 ) -> Networks:
     """The networks of one dataset at the given latent size (style only for CelebA).
 
     ``width_multiplier`` scales the PolyMNIST networks (1.0: official). ``image_likelihood``
     is the likelihood of every image modality: ``"laplace"`` (the paper's, scale
     ``laplace_scale``) or ``"gaussian"`` (fixed standard deviation ``gaussian_scale``).
+    ``text_likelihood``: ``"categorical"`` (with logits) or ``"official"``
+    (:class:`~mopoe_lib.likelihoods.OfficialCategorical`, the official code's).
     """
+    if text_likelihood not in TEXT_LIKELIHOODS:
+        raise ValueError(f"text_likelihood must be one of {TEXT_LIKELIHOODS}, got "
+                         f"{text_likelihood!r}")  # fmt: skip
     _check_dataset(dataset)
     if image_likelihood not in IMAGE_LIKELIHOODS:
         raise ValueError(f"image_likelihood must be one of {IMAGE_LIKELIHOODS}, got "
@@ -126,7 +140,7 @@ def build(
             dec[m] = celeba.DECODERS[m](latent_dim, style_dim, width)
         shape = DATA_SHAPES[dataset][m]
         if m == "text":
-            lik[m] = Categorical(2)
+            lik[m] = OfficialCategorical(2) if text_likelihood == "official" else Categorical(2)
         elif image_likelihood == "gaussian":
             lik[m] = Gaussian(len(shape), scale=gaussian_scale)
         else:
