@@ -469,7 +469,8 @@ def mmvae(
     ``"elbo"``: (1/M) sum_m (1/K) sum_k log w_{m,k}, the MoE ELBO of Eq. (9) with
         stratified sampling (with K=1 it equals MoPoE over the unimodal subsets);
     ``"iwae"``: with ``bound="looser"`` (1/M) sum_m log (1/K) sum_k w_{m,k}, Shi et al.'s
-        stratified bound (their ``m_iwae_looser``, >= the ELBO); with ``bound="tight"``
+        stratified bound L_IWAE^MoE (their ``m_iwae_looser``, >= the ELBO); with
+        ``bound="tight"``
         log (1/(MK)) sum_{m,k} w_{m,k} (their ``m_iwae``);
     ``"dreg"``: the doubly reparameterized estimator of the same bound: q's parameters
         are detached inside log q, the value is sum w~ log w with w~ the normalized
