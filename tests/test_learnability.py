@@ -146,19 +146,27 @@ def test_classifier_shift_and_architecture_are_part_of_the_cache_key(tmp_path):
         networks.classifier("celeba", "img", 40, arch="cnn")
 
 
+class _Recorder(torch.nn.Module):
+    """A stand-in classifier that records every batch it is given."""
+
+    def __init__(self, seen: list):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = seen
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return torch.zeros(len(x), 10) + self.w
+
+
+def _record_classifier_inputs(monkeypatch) -> list:
+    seen: list = []
+    monkeypatch.setattr(networks, "classifier", lambda *a, **k: _Recorder(seen))
+    return seen
+
+
 def test_shift_augmentation_translates_the_batch(monkeypatch):
-    seen = []
-
-    class Probe(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, x):
-            seen.append(x.clone())
-            return torch.zeros(len(x), 10) + self.w
-
-    monkeypatch.setattr(networks, "classifier", lambda *a, **k: Probe())
+    seen = _record_classifier_inputs(monkeypatch)
     img = torch.zeros(1, 3, 28, 28)
     img[0, :, 10, 12] = 1.0
     data = polymnist_like(1).select(["m0"])
@@ -172,18 +180,7 @@ def test_shift_augmentation_translates_the_batch(monkeypatch):
 def test_shift_augmentation_leaves_text_alone(monkeypatch):
     # A text batch is (B, length, alphabet): rolling its last two axes would move letters
     # to other alphabet positions, so the shift applies to image batches only.
-    seen = []
-
-    class Probe(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, x):
-            seen.append(x.clone())
-            return torch.zeros(len(x), 10) + self.w
-
-    monkeypatch.setattr(networks, "classifier", lambda *a, **k: Probe())
+    seen = _record_classifier_inputs(monkeypatch)
     data = mst_like(4)
     clf_mod.train_classifier("mnist_svhn_text", "text", data, epochs=5, shift=2)
     original = data.batch(torch.arange(4), ("text",))["text"]
