@@ -47,8 +47,8 @@ PLANTS: dict[str, Plant] = {
     "mixture_weights_1_over_2M": Plant(
         "MoPoE mixture weights 1/2^M instead of 1/(2^M - 1), the slip Eq. (6) invites",
         "objectives.py",
-        (("log_share = -torch.log(valid.sum(0).to(z.dtype))",
-          "log_share = -torch.log(valid.sum(0).to(z.dtype) + 1)"),),
+        (("log_share = -torch.log(valid.sum(0).to(z.dtype))  # (B,) or (1,)",
+          "log_share = -torch.log(valid.sum(0).to(z.dtype) + 1)  # (B,) or (1,)"),),
         f"{REFS}::test_mopoe_matches_per_draw_reference",
         "05_generalized_elbo", "gen_js = ", skip=("mopoe_draws = torch.stack",),
     ),
@@ -65,9 +65,14 @@ PLANTS: dict[str, Plant] = {
     "mixture_density_mean_of_logs": Plant(
         "the mixture density as the average of log-densities (a geometric, not arithmetic, mean)",
         "experts.py",
-        (("return torch.logsumexp(comp, dim=0) - math.log(k)", "return comp.mean(0)"),
-         ("return torch.logsumexp(comp + log_weights, dim=0)",
-          "return (comp * log_weights.exp()).sum(0)")),
+        (("comp = log_normal(z.unsqueeze(0), mu, logvar)  # (K, ...)\n"
+          "    if log_weights is None:\n"
+          "        return torch.logsumexp(comp, dim=0) - math.log(k)\n"
+          "    return torch.logsumexp(comp + log_weights, dim=0)",
+          "comp = log_normal(z.unsqueeze(0), mu, logvar)  # (K, ...)\n"
+          "    if log_weights is None:\n"
+          "        return comp.mean(0)\n"
+          "    return (comp * log_weights.exp()).sum(0)"),),
         f"{REFS}::test_mixture_log_prob_matches_hand_written",
         "01_multimodal_problem", "def n_modes",
     ),
@@ -101,7 +106,8 @@ PLANTS: dict[str, Plant] = {
         "objectives.py",
         (("log_q = _mixture_log_q(z, mu_q, lv_q, valid)  # (M, K, B)",
           "log_q = _own(z, mu_q.unsqueeze(1), lv_q.unsqueeze(1))"),
-         ("    reparameterize,\n)\n", "    reparameterize,\n)\nfrom .experts import log_normal as _own\n")),
+         ("    reparameterize_laplace,\n)\n",
+          "    reparameterize_laplace,\n)\nfrom .experts import log_normal as _own\n")),
         f"{REFS}::test_mmvae_matches_per_draw_reference",
         "05_generalized_elbo", "eps_uni = ", skip=("mopoe_draws = torch.stack",),
     ),
