@@ -19,6 +19,13 @@ def _sum_data_dims(t: torch.Tensor, ndim_data: int) -> torch.Tensor:
     return t.sum(dim=tuple(range(t.dim() - ndim_data, t.dim()))) if ndim_data else t
 
 
+def _full_precision(params: torch.Tensor) -> torch.Tensor:
+    """Decoder outputs of an autocast region (float16 / bfloat16) as float32: a sum of
+    thousands of per-pixel terms (up to 50 each for a Gaussian with sigma 0.1) overflows
+    float16, whose largest value is 65,504."""
+    return params.to(torch.promote_types(params.dtype, torch.float32))
+
+
 class Likelihood(nn.Module):
     """Base class; ``ndim_data`` is the number of trailing data dimensions of x."""
 
@@ -55,6 +62,7 @@ class Laplace(Likelihood):
         self._set_scale(scale, learn_scale)
 
     def log_prob(self, x, params):
+        params = _full_precision(params)
         log_b = self.log_scale.to(params.dtype)
         lp = -math.log(2.0) - log_b - (x - params).abs() * torch.exp(-log_b)
         return _sum_data_dims(lp, self.ndim_data)
@@ -71,6 +79,7 @@ class Gaussian(Likelihood):
         self._set_scale(scale, learn_scale)
 
     def log_prob(self, x, params):
+        params = _full_precision(params)
         log_s = self.log_scale.to(params.dtype)
         lp = (
             -0.5 * math.log(2 * math.pi) - log_s - 0.5 * (x - params).pow(2) * torch.exp(-2 * log_s)

@@ -64,3 +64,14 @@ def test_rec_weights_by_size_appendix_b():
     assert math.isclose(w[0].item(), 3.918, rel_tol=1e-3)
     with pytest.raises(ValueError, match="positive"):
         L.rec_weights_by_size([0, 3])
+
+
+def test_half_precision_decoder_outputs_are_summed_in_float32():
+    # 3,072 pixels of up to 0.5 * 100 each overflow float16's 65,504 if summed in float16
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    params = (1 - x).half()  # far from x: large per-pixel terms
+    lik = L.Gaussian(3, scale=0.1)
+    lp = lik.log_prob(x, params)
+    assert lp.dtype == torch.float32 and torch.isfinite(lp).all()
+    torch.testing.assert_close(lp, lik.log_prob(x, params.float()))
