@@ -78,14 +78,13 @@ def build(model: MultimodalVAE, which: str, *, K: int = 1, laplace_scale: float 
 
     encoders, decoders = _wrap(model)
     mods = list(model.modalities)
+    dists = {m: _decoder_dist(model.likelihoods[m], laplace_scale) for m in mods}
     common = dict(
         n_modalities=len(mods),
         latent_dim=model.latent_dim,
         input_dims={m: tuple(model.data_shapes[m]) for m in mods},
-        decoders_dist={m: _dist(model.likelihoods[m]) for m in mods},
-        decoder_dist_params={
-            m: {"scale": _scale(model.likelihoods[m], laplace_scale)} for m in mods
-        },
+        decoders_dist={m: dists[m][0] for m in mods},
+        decoder_dist_params={m: {"scale": dists[m][1]} for m in mods},
     )
     if which == "mopoe":
         net = MoPoE(MoPoEConfig(**common, beta=model.beta), encoders, decoders)
@@ -101,16 +100,13 @@ def build(model: MultimodalVAE, which: str, *, K: int = 1, laplace_scale: float 
     return net.to(model.device)
 
 
-def _dist(likelihood) -> str:
+def _decoder_dist(likelihood, laplace_scale: float) -> tuple[str, float]:
+    """multivae's name and scale for our likelihood: a Gaussian's own sigma, else Laplace."""
     from .likelihoods import Gaussian
 
-    return "normal" if isinstance(likelihood, Gaussian) else "laplace"
-
-
-def _scale(likelihood, laplace_scale: float) -> float:
-    from .likelihoods import Gaussian
-
-    return float(likelihood.log_scale.exp()) if isinstance(likelihood, Gaussian) else laplace_scale
+    if isinstance(likelihood, Gaussian):
+        return "normal", float(likelihood.log_scale.exp())
+    return "laplace", laplace_scale
 
 
 def dataset(x: dict[str, torch.Tensor], labels: torch.Tensor):
