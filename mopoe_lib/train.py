@@ -720,7 +720,7 @@ def run_evaluation(trainer: Trainer, train_data, test_data, data_root, progress,
             cfg.dataset, complete.to(device), cache, epochs=ec.classifier_epochs,
             lr=ec.classifier_lr, width=ec.classifier_width, n_train=ec.classifier_n_train,
             arch=ec.classifier, shift=ec.classifier_shift,
-            device=device, seed=cfg.seed, log=log, progress=progress,
+            device=device, seed=ec.classifier_seed, log=log, progress=progress,
         )  # fmt: skip
     return evaluate(trainer.model, train_data.to(device), test_data.to(device), classifiers, ec,
                     seed=cfg.seed, log=log)  # fmt: skip
