@@ -1,6 +1,6 @@
 """Benchmarks (not tests): measured side by side in one run, written to JSON.
 
-    python -m mopoe_lib.bench [all|steps|fusion|eval|gpu] [--json FILE] [--threads 2]
+    python -m mopoe_lib.bench [all|steps|steps_cpu|fusion|eval|race|gpu] [--json FILE] [--threads 2]
 
 ``steps``  time per training step (forward, backward, Adam) at PolyMNIST's size (M=5
            modalities, B=256, latent 512, the paper's networks) of mopoe_lib's MoPoE, MVAE
@@ -13,6 +13,9 @@
            official code and the peer libraries use, and its share of a MoPoE step.
 ``eval``   the evaluation of Appendix B on a test set: latent classification, coherence
            over all 31 subsets and joint coherence, importance-sampled log-likelihoods.
+``race``   time to quality: minutes of training until MoPoE's unimodal probe reaches 0.5,
+           mopoe_lib's trainer against multivae's on the same data and networks
+           (``bench_race``; needs the prepared offline PolyMNIST, ``--data-root``).
 ``gpu``    (CUDA only) PolyMNIST epoch time at the paper's settings with the data on the
            device: fp32 against bf16 autocast, torch.compile off and on.
 """
@@ -438,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("what", choices=["all", "steps", "steps_cpu", "fusion", "eval", "gpu"],
+    p.add_argument("what", choices=["all", "steps", "steps_cpu", "fusion", "eval", "race", "gpu"],
                    nargs="?", default="all")  # fmt: skip
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--device", default="cpu")
@@ -447,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--latent", type=int, default=512)
     p.add_argument("--no-peer", action="store_true", help="do not time multivae")
+    p.add_argument("--data-root", default="data", help="prepared data for the race")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -486,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     if what in ("all", "eval"):
         results["eval"] = bench_eval(latent_dim=args.latent, device=args.device)
+    if what in ("all", "race"):
+        from .bench_race import bench_race
+
+        results["race"] = bench_race(args.data_root, device=args.device, peer=not args.no_peer)
     if what == "gpu" or (what == "all" and args.device.startswith("cuda")):
         results["gpu"] = bench_gpu(args.device if args.device.startswith("cuda") else "cuda")
     results["wall_time_s"] = time.perf_counter() - start

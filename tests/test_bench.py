@@ -101,3 +101,34 @@ def test_the_peer_gets_the_likelihood_of_our_model():
     m = model.modalities[0]
     assert net.model_config.decoders_dist[m] == "normal"
     assert net.model_config.decoder_dist_params[m]["scale"] == pytest.approx(0.1)
+
+
+def test_the_race_probes_the_weights_each_library_trained(tmp_path):
+    pytest.importorskip("multivae")
+    from mopoe_lib import bench_peer
+    from mopoe_lib.bench_race import _carry_weights, bench_race, race_rows
+
+    # the probe of multivae's side reads multivae's trained weights, not a stale twin
+    model = bench.polymnist_model("mopoe", 8, "cpu", profile="smoke")
+    net = bench_peer.build(model, "mopoe")
+    for p in net.parameters():
+        p.data.add_(0.1)
+    twin = _carry_weights(bench.polymnist_model("mopoe", 8, "cpu", profile="smoke"), net)
+    x, _ = bench.polymnist_batch(3, torch.device("cpu"))
+    for m in model.modalities:
+        torch.testing.assert_close(twin.encoders[m](x[m])[0], net.encoders[m](x[m]).embedding)
+        assert not torch.allclose(twin.encoders[m](x[m])[0], model.encoders[m](x[m])[0])
+
+    logs = []
+    out = bench_race(tmp_path, target=0.0, max_epochs=2, n_probe=50, profile="smoke",
+                     log=logs.append)  # fmt: skip
+    for impl in ("mopoe_lib", "multivae"):  # target 0: reached after the first epoch
+        side = out[impl]
+        assert side["reached"] == side["points"][0] and len(side["points"]) == 1
+        assert side["minutes_to_target"] == side["points"][0]["train_s"] / 60 > 0
+        assert 0.0 <= side["points"][0]["probe_unimodal"] <= 1.0
+    assert out["ours_over_multivae"] > 0
+    never = bench_race(tmp_path, target=1.01, max_epochs=2, n_probe=50, profile="smoke",
+                       peer=False, log=logs.append)  # fmt: skip
+    assert never["mopoe_lib"]["reached"] is None and len(never["mopoe_lib"]["points"]) == 2
+    assert [r[1] for r in race_rows({"race": never})] == ["not reached"]
