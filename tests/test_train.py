@@ -177,6 +177,15 @@ def test_evaluation_writes_every_metric(tmp_path, data):
         assert key in saved
 
 
+def test_models_of_every_seed_read_coherence_through_the_same_classifiers(tmp_path, data):
+    over = {"eval.enabled": True, "eval.n_test": 16, "eval.ll_n_test": 4, "eval.ll_samples": 2,
+            "eval.joint_samples": 20, "eval.classifier_epochs": 1, "eval.lr_train_samples": 40,
+            "eval.classifier_dir": str(tmp_path / "clf"), "train.epochs": 1}  # fmt: skip
+    for seed in (0, 1):
+        _run(_cfg(**over, seed=seed), tmp_path / f"run{seed}", data)
+    assert len(list((tmp_path / "clf").glob("*.pt"))) == 3  # one per modality, not per seed
+
+
 def test_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match=r"unknown config key 'model.latnt_dim'.*latent_dim"):
         make_config("polymnist", "mopoe", "cpu", {"model.latnt_dim": 3})
