@@ -28,7 +28,7 @@ from mopoe_lib.datasets import DIGIT_WORDS, MST_TEXT_LENGTH, encode_text
 
 from .common import DataPrepError, Writer, already_prepared, find_file, progress, rng
 from .mnist import load_mnist, load_offline_pools
-from .synthetic_svhn import DIGIT_HEIGHT, FONT_FILES, SyntheticSVHN
+from .synthetic_svhn import DIGIT_HEIGHT, FONT_FILES, LIGHT_DIGIT, SyntheticSVHN
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 SVHN_HOW_TO_GET = (
@@ -147,6 +147,7 @@ def prepare(
             n_svhn_test=n_svhn["test"],
             fonts=list(FONT_FILES),
             svhn_digit_height=list(DIGIT_HEIGHT),
+            svhn_light_digit=LIGHT_DIGIT,
         )
     if already_prepared(root, "mnist_svhn_text", args, force, quiet):
         return root / "mnist_svhn_text"

@@ -51,6 +51,30 @@ def test_perfect_and_random_classifiers_give_coherence_one_and_a_tenth(method):
     assert abs(joint_coherence(two, rand2, 4000) - 0.1) < 0.02
 
 
+class CountingClassifier(nn.Module):
+    """Identity logits that count the images they were shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += x.shape[0]
+        return Identity()(x)
+
+
+def test_coherence_without_inputs_classifies_only_cross_modal_generations():
+    torch.manual_seed(0)
+    model, test = label_copy_model(3, "mopoe"), label_copy_data(50, 3)
+    subsets = S.powerset(3)
+    counting = {m: CountingClassifier() for m in model.modalities}
+    coh = conditional_coherence(model, test, subsets, counting, include_inputs=False)
+    # each modality is a target of the 3 subsets that leave it out (m1, m2, m1m2 for m0)
+    assert [c.seen for c in counting.values()] == [3 * 50] * 3
+    inside = subsets.numpy()
+    assert np.isnan(coh[inside]).all() and (coh[~inside] == 1.0).all()
+
+
 def test_coherence_by_number_of_inputs_excludes_the_inputs():
     subsets = S.powerset(3)  # m0, m1, m2, m0m1, m0m2, m1m2, all
     values = np.array([[9, 1, 2], [3, 9, 4], [5, 6, 9], [9, 9, 7], [9, 8, 9], [0, 9, 9], [9, 9, 9]])

@@ -172,7 +172,9 @@ def test_evaluation_writes_every_metric(tmp_path, data):
     assert len(list((tmp_path / "clf").glob("*.pt"))) == 3
     assert [p.name for p in (tmp_path / "run" / "eval").iterdir()] == ["epoch_0001.json"]
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert saved["eval"]["coherence"]["conditional"]["mnist"].keys() == {"mnist", "svhn", "text"}
+    # cross-modal targets only: a subset's own modalities are not generated for coherence
+    assert saved["eval"]["coherence"]["conditional"]["mnist"].keys() == {"svhn", "text"}
+    assert saved["eval"]["coherence"]["conditional"]["mnist,svhn,text"] == {}
     for key in ("wall_time_s", "device", "profile", "seed", "data"):
         assert key in saved
 

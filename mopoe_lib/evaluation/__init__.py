@@ -91,11 +91,14 @@ def evaluate(
                 f"{_fmt(out['latent_classification']['by_num_inputs'])}")  # fmt: skip
             if classifiers is not None:
                 t = time.perf_counter()
+                # Only cross-modal generation is a coherence of the paper (Figure 3, Tables
+                # 3 and 5), so a subset's own modalities are not classified.
                 coh = conditional_coherence(model, test_c, subsets, classifiers,
-                                            batch_size=cfg.batch_size)  # fmt: skip
+                                            batch_size=cfg.batch_size, include_inputs=False)  # fmt: skip
                 out["coherence"] = {
                     "conditional": {
-                        names[k]: {m: float(coh[k, j]) for j, m in enumerate(mods)}
+                        names[k]: {m: float(coh[k, j]) for j, m in enumerate(mods)
+                                   if not np.isnan(coh[k, j])}
                         for k in range(len(names))
                     },
                     "by_num_inputs": by_num_inputs(coh, subsets, exclude_inputs=True),

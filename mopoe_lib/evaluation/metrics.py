@@ -101,35 +101,50 @@ def latent_classification(model, train: TensorData, test: TensorData, subsets, *
 
 @torch.no_grad()
 def conditional_coherence(model, test: TensorData, subsets, classifiers, *,
-                          batch_size: int = 256) -> np.ndarray:  # fmt: skip
+                          batch_size: int = 256, include_inputs: bool = True) -> np.ndarray:  # fmt: skip
     """(K, M): for every subset k and target modality m, the accuracy (or mean AP for
     attributes) of classifying x_m ~ p(x_m | z), z ~ q(z | X_k), against the test label.
-    Input modalities are included here; :func:`by_num_inputs` excludes them. A presence
-    mask on ``test`` restricts each sample's inputs to the modalities it has."""
+    Input modalities are included here unless ``include_inputs=False`` (then their entries
+    are NaN and never classified, which halves the classifier's work on PolyMNIST);
+    :func:`by_num_inputs` excludes them. A presence mask on ``test`` restricts each sample's
+    inputs to the modalities it has."""
     multilabel = is_multilabel(test.labels)
     num_sub, num_mod = subsets.shape[0], len(model.modalities)
+    # rows[j]: the subsets whose generation of modality j is classified
+    rows = [torch.arange(num_sub) if include_inputs else torch.nonzero(~subsets[:, j].cpu())[:, 0]
+            for j in range(num_mod)]  # fmt: skip
     correct = np.zeros((num_sub, num_mod))
     scores = [[[] for _ in range(num_mod)] for _ in range(num_sub)]
     for idx in _batches(len(test), batch_size):
-        rows = idx.to(test.labels.device)
-        x = {m: v.to(model.device) for m, v in test.batch(rows).items()}
-        y = test.labels[rows].to(model.device)
-        mask = _mask(test, rows, model.device)
+        at = idx.to(test.labels.device)
+        x = {m: v.to(model.device) for m, v in test.batch(at).items()}
+        y = test.labels[at].to(model.device)
+        mask = _mask(test, at, model.device)
         gen = model.conditional_generate(x, subsets, n=1, mask=mask)  # m -> (1, K, B, ...)
         for j, m in enumerate(model.modalities):
-            samples = gen[m][0]
+            ks = rows[j]
+            if len(ks) == 0:
+                continue
+            samples = gen[m][0][ks.to(gen[m].device)]
             logits = predict(classifiers[m], samples.reshape(-1, *samples.shape[2:]))
-            logits = logits.view(num_sub, len(idx), -1)
+            logits = logits.view(len(ks), len(idx), -1)
             if multilabel:
-                for k in range(num_sub):
-                    scores[k][j].append(torch.sigmoid(logits[k]).cpu())
+                for i, k in enumerate(ks.tolist()):
+                    scores[k][j].append(torch.sigmoid(logits[i]).cpu())
             else:
-                correct[:, j] += (logits.argmax(-1) == y).sum(1).cpu().numpy()
-    if not multilabel:
-        return correct / len(test)
-    y_all = _labels_np(test.labels)
-    return np.array([[average_precision(y_all, torch.cat(scores[k][j]).numpy())
-                      for j in range(num_mod)] for k in range(num_sub)])  # fmt: skip
+                correct[ks.numpy(), j] += (logits.argmax(-1) == y).sum(1).cpu().numpy()
+    if multilabel:
+        y_all = _labels_np(test.labels)
+        out = np.array([[average_precision(y_all, torch.cat(scores[k][j]).numpy())
+                         if scores[k][j] else 0.0 for j in range(num_mod)]
+                        for k in range(num_sub)])  # fmt: skip
+    else:
+        out = correct / len(test)
+    for j in range(num_mod):
+        skipped = np.ones(num_sub, dtype=bool)
+        skipped[rows[j].numpy()] = False
+        out[skipped, j] = np.nan
+    return out
 
 
 @torch.no_grad()
