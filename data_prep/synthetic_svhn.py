@@ -15,7 +15,7 @@ does not depend on the machine's system fonts). Every image draws its own nuisan
 - downsampling to 32x32, Gaussian blur (radius 0-1.2 px with probability 0.7) and Gaussian
   pixel noise (sigma 0.01-0.08).
 
-Difficulty, measured with ``python -m data_prep.difficulty`` on the default offline set (10,000
+Difficulty of format 2, measured with ``python -m data_prep.difficulty`` on the default offline set (10,000
 train / 2,000 test images, seed 0, CPU): logistic regression on standardized pixels 12.2 % test
 accuracy (chance 10 %; lbfgs stopped at 300 iterations), a small 3-layer CNN (8 epochs) 95.7 %.
 For scale, the same two classifiers on the offline MNIST digits (4,000 / 1,000): 91.6 % and
@@ -37,6 +37,8 @@ Gaussian likelihood): chapter 9's MoPoE and MMVAE generated grey for every input
 S<-M, S<-T coherence sat at chance. Format 3 draws the digit lighter 3 times in 4, the smallest
 of 0.5 / 0.75 / 0.9 / 1.0 at which chapter 9's SVHN classifier (trained on format 2) reads all
 ten class-mean images of 2,000 renderings (0.5: it reads every mean as a 7).
+Measured as above on format 3: logistic regression 35.3 % (format 2: 12.2 %; the class means
+now differ, which a linear classifier on pixels can use), small CNN 96.5 % (95.7 %).
 """
 
 from __future__ import annotations
