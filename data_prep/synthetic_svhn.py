@@ -18,8 +18,8 @@ does not depend on the machine's system fonts). Every image draws its own nuisan
 Difficulty of format 2, measured with ``python -m data_prep.difficulty`` on the default offline
 set (10,000 train / 2,000 test images, seed 0, CPU): logistic regression on standardized pixels
 12.2 % test accuracy (chance 10 %; lbfgs stopped at 300 iterations), a small 3-layer CNN (8
-epochs) 95.7 %. For scale, the same two classifiers on the offline MNIST digits (4,000 / 1,000): 91.6 % and
-94.4 %. So, like SVHN, it is not linearly separable from pixels but easy for a CNN. It is a
+epochs) 95.7 %. For scale, the same two classifiers on the offline MNIST digits (4,000 /
+1,000): 91.6 % and 94.4 %. So, like SVHN, it is not linearly separable from pixels but easy for a CNN. It is a
 stand-in: results on it are never results on SVHN.
 
 Format 2 (``DIGIT_HEIGHT``): the first version drew digits 14-23 px high in the 32 px image,

@@ -60,7 +60,7 @@ class CountingClassifier(nn.Module):
 
     def forward(self, x):
         self.seen += x.shape[0]
-        return Identity()(x)
+        return x
 
 
 def test_coherence_without_inputs_classifies_only_cross_modal_generations():

@@ -110,9 +110,9 @@ def conditional_coherence(model, test: TensorData, subsets, classifiers, *,
     inputs to the modalities it has."""
     multilabel = is_multilabel(test.labels)
     num_sub, num_mod = subsets.shape[0], len(model.modalities)
-    # rows[j]: the subsets whose generation of modality j is classified
-    rows = [torch.arange(num_sub) if include_inputs else torch.nonzero(~subsets[:, j].cpu())[:, 0]
-            for j in range(num_mod)]  # fmt: skip
+    # (K, M): the (subset, target) pairs whose generations are classified
+    classified = np.ones((num_sub, num_mod), bool) if include_inputs else ~subsets.cpu().numpy()
+    rows = [torch.from_numpy(np.flatnonzero(classified[:, j])) for j in range(num_mod)]
     correct = np.zeros((num_sub, num_mod))
     scores = [[[] for _ in range(num_mod)] for _ in range(num_sub)]
     for idx in _batches(len(test), batch_size):
@@ -133,17 +133,13 @@ def conditional_coherence(model, test: TensorData, subsets, classifiers, *,
                     scores[k][j].append(torch.sigmoid(logits[i]).cpu())
             else:
                 correct[ks.numpy(), j] += (logits.argmax(-1) == y).sum(1).cpu().numpy()
+    out = np.full((num_sub, num_mod), np.nan)
     if multilabel:
         y_all = _labels_np(test.labels)
-        out = np.array([[average_precision(y_all, torch.cat(scores[k][j]).numpy())
-                         if scores[k][j] else 0.0 for j in range(num_mod)]
-                        for k in range(num_sub)])  # fmt: skip
+        for k, j in zip(*np.nonzero(classified), strict=True):
+            out[k, j] = average_precision(y_all, torch.cat(scores[k][j]).numpy())
     else:
-        out = correct / len(test)
-    for j in range(num_mod):
-        skipped = np.ones(num_sub, dtype=bool)
-        skipped[rows[j].numpy()] = False
-        out[skipped, j] = np.nan
+        out[classified] = correct[classified] / len(test)
     return out
 
 
