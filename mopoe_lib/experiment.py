@@ -117,6 +117,15 @@ def run_dir(cfg: Config, runs_root: str | Path) -> Path:
     )
 
 
+_SESSION: dict[Path, Run] = {}  # every run this process trained or reloaded, in order
+
+
+def session_runs() -> list[Run]:
+    """The runs :func:`train_or_load` returned in this process (a chapter's kernel: the
+    chapter's models), each once."""
+    return list(_SESSION.values())
+
+
 def train_or_load(
     dataset: str,
     method: str,
@@ -160,8 +169,10 @@ def train_or_load(
             model.load_state_dict(state["model"])
             note(f"[experiment] reusing {display_path(out)} (trained before: "
                  f"{metrics['wall_time_s']['total']:.0f} s)")  # fmt: skip
-            return Run(cfg, model.to(device).eval(), metrics, out, trained_now=False,
-                       log=earlier + session)  # fmt: skip
+            run = Run(cfg, model.to(device).eval(), metrics, out, trained_now=False,
+                      log=earlier + session)  # fmt: skip
+            _SESSION[out] = run
+            return run
     resume = (out / "checkpoint.pt").is_file()
     note(f"[experiment] {'resuming' if resume else 'training'} {dataset}/{method} (profile "
          f"{profile}, seed {seed}) in {display_path(out)}")  # fmt: skip
@@ -179,8 +190,10 @@ def train_or_load(
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     model = build_model(cfg)
     model.load_state_dict(state["model"])
-    return Run(cfg, model.to(device).eval(), metrics, out, trained_now=True,
-               log=log_file.read_text().splitlines())  # fmt: skip
+    run = Run(cfg, model.to(device).eval(), metrics, out, trained_now=True,
+              log=log_file.read_text().splitlines())  # fmt: skip
+    _SESSION[out] = run
+    return run
 
 
 # ---------------------------------------------------------------------------
@@ -278,9 +291,19 @@ def html_table(header: list[str], rows: list[list], caption: str = "") -> str:
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td{_num(c)}>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
     )
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_NUMBER = re.compile(r"^[-+−]?[\d,]*\.?\d+(e[-+]?\d+)?( ?[±%].*)?$")
+
+
+def _num(cell) -> str:
+    """The class of a numeric cell (right-aligned by book/_static/mopoe.css)."""
+    text = str(cell).strip()
+    return ' class="num"' if isinstance(cell, int | float) or _NUMBER.match(text) else ""
 
 
 def show_comparison(table: str, values: dict[tuple[str, str], float], data: str, profile: str,
