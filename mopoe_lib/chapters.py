@@ -102,7 +102,8 @@ def run_training_chapters(
         seconds = round(time.perf_counter() - t0, 1)
         if dst.exists() and status == "ok":
             nb = nbformat.read(dst, as_version=4)
-            nb.metadata["mopoe_book"] = {"source_hash": h, "parameters": params}
+            nb.metadata["mopoe_book"] = {"source_hash": h, "parameters": params,
+                                         "cost": recorded_cost(metrics)}  # fmt: skip
             _hide_injected_parameters(nb)
             nbformat.write(nb, dst)
         records.append({"chapter": src.name, "status": status, "reused": False,
@@ -186,6 +187,42 @@ def _human(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# -- the execution-statistics page ---------------------------------------------------
+
+
+def recorded_cost(metrics: Path) -> list[dict]:
+    """Per model of a chapter's metrics: what the book's statistics page shows."""
+    doc = _read_json(metrics) or {}
+    keys = ("dataset", "method", "profile", "seed", "device", "trained_now")
+    return [{**{k: r.get(k) for k in keys},
+             "seconds": (r.get("wall_time_s") or {}).get("total")} for r in doc.get("runs", [])]  # fmt: skip
+
+
+def execution_statistics(executed_dir: str | Path) -> tuple[list[str], list[list]]:
+    """(header, rows) of the training chapters' recorded cost, read from the executed
+    copies' metadata (papermill's duration and the runner's ``mopoe_book.cost``)."""
+    import nbformat
+
+    header = ["chapter", "executed", "wall time (s)", "models", "trained now", "reused",
+              "training + evaluation (s)", "device", "profile", "seeds"]  # fmt: skip
+    rows = []
+    for path in sorted(Path(executed_dir).glob("[0-9]*.ipynb")):
+        meta = nbformat.read(path, as_version=4).metadata
+        pm, book = meta.get("papermill", {}), meta.get("mopoe_book", {})
+        cost = book.get("cost") or []
+        params = book.get("parameters") or pm.get("parameters") or {}
+        now = sum(bool(c.get("trained_now")) for c in cost)
+        rows.append([
+            path.stem, (pm.get("end_time") or "")[:16].replace("T", " "),
+            f"{pm.get('duration') or 0:.0f}", len(cost), now, len(cost) - now,
+            f"{sum(c.get('seconds') or 0 for c in cost):.0f}",
+            ", ".join(sorted({str(c.get("device")) for c in cost})) or params.get("device", ""),
+            params.get("profile", ""),
+            ", ".join(map(str, sorted({c.get("seed") for c in cost}))) or params.get("seed", ""),
+        ])  # fmt: skip
+    return header, rows
 
 
 # -- executing one chapter ---------------------------------------------------------
