@@ -59,6 +59,14 @@ def test_runner_progress_resume_and_closing_table(tmp_path, capfd, monkeypatch):
     assert "the chapter's own output" in shown
     assert "epoch 1/2" not in shown  # progress never lands in the rendered outputs
 
+    header, rows = chapters.execution_statistics(out)  # the book's statistics page
+    row = dict(zip(header, rows[0], strict=True))
+    assert (
+        row["chapter"] == "01_fake"
+        and row["profile"] == "smoke"
+        and float(row["wall time (s)"]) > 0
+    )
+
     third = chapters.run_training_chapters("smoke", write=lines.append, **kw)
     assert [(r["status"], r["reused"]) for r in third] == [("ok", True)]
     table = chapters.closing_table(first + second + third)
