@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import progress as progress_mod
 from . import published
 from .config import Config, make_config
 from .model import MultimodalVAE, build_model
@@ -158,7 +159,7 @@ def train_or_load(
 
     def note(line: str) -> None:
         session.append(line)
-        (log or progress.report)(line)
+        (log or progress_mod.report)(line)  # `progress` is the bar flag
 
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():
