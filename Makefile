@@ -15,12 +15,13 @@ DATA   ?= data
 # Quiet pip, minus this machine's harmless "Location ... is ignored" notes about local indexes.
 PIP_FILTER := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help setup book data chapters html test lint reproduce clean browser-deps
+.PHONY: help setup book data chapters html test lint reproduce clean browser-deps lab
 
 help:
 	@echo "make book       data + chapters (PROFILE=$(PROFILE)) + HTML book in _build/html"
 	@echo "make test       the full test suite, as CI runs it"
 	@echo "make reproduce  PROFILE=paper DEVICE=cuda DATA=/path: all training chapters with papermill"
+	@echo "make lab        install JupyterLab into $(VENV) and start it at the repository"
 	@echo "make lint       ruff check + format check"
 	@echo "make clean      remove the built book and the jupyter cache"
 	@echo "make browser-deps  install Debian's Chromium for the browser test (root)"
@@ -50,6 +51,16 @@ book: data chapters html
 
 reproduce: $(STAMP)
 	$(VPY) -m mopoe_lib.chapters --profile $(PROFILE) --device $(DEVICE) --data-root $(abspath $(DATA)) --force
+
+LAB_STAMP := $(VENV)/.lab-installed
+$(LAB_STAMP): $(STAMP) pyproject.toml
+	@echo "[lab] installing JupyterLab into $(VENV)"
+	@set -o pipefail; $(VPY) -m pip install -q -e ".[book,test,bench,lab]" $(PIP_FILTER)
+	@touch $(LAB_STAMP)
+
+# JupyterLab at the repository root, with the project's kernel (python3 of .venv)
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=.
 
 test: $(STAMP) browser-deps
 	$(VPY) -m pytest --nbval -ra

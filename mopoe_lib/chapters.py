@@ -61,14 +61,18 @@ def run_training_chapters(
     runs_root: str | None = None,
     metrics_dir: str | Path | None = None,
     sources: Path = EXPERIMENTS,
+    write=print,
 ) -> list[dict]:
     """Execute every training chapter with papermill; returns one record per chapter.
 
     ``metrics_dir`` receives each chapter's ``<chapter>.<profile>.metrics.json`` (default:
     next to the executed copies); ``runs_root`` the trained models (default: ``runs/``).
+    Each chapter is announced with what it trains and an estimate of its time, its
+    training progress is reprinted live (:mod:`mopoe_lib.progress`), and a failed chapter
+    does not stop the others: its record says ``failed`` (the executed copy stays for
+    reading; the next call runs it again, and its models resume from their checkpoints).
     """
     import nbformat
-    import papermill as pm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,27 +88,214 @@ def run_training_chapters(
         if metrics_dir:
             params["metrics_path"] = str(Path(metrics_dir) / f"{src.stem}.{profile}.metrics.json")
         dst = out_dir / src.name
+        metrics = Path(params.get("metrics_path") or out_dir / f"{src.stem}.{profile}.metrics.json")
         h = _source_hash(src)
         if not force and _is_current(dst, h, params):
-            print(f"[chapters] {src.name}: up to date ({profile})")
-            records.append({"chapter": src.name, "skipped": True})
+            write(f"[chapters] {src.name}: up to date ({profile}), reused")
+            records.append({"chapter": src.name, "status": "ok", "reused": True, "seconds": 0.0,
+                            **_trained_counts(metrics)})  # fmt: skip
             continue
-        print(f"[chapters] {src.name}: running with {params}", flush=True)
+        write(f"[chapters] {src.name}: {describe_plan(src.stem, profile, seed, metrics)}")
+        write(f"[chapters] {src.name}: {describe_estimate(dst, metrics, src.stem, profile)}")
         t0 = time.perf_counter()
-        pm.execute_notebook(
-            str(src),
-            str(dst),
-            parameters=params,
-            kernel_name="python3",
-            progress_bar=False,
-            cwd=str(src.parent),
-        )
-        nb = nbformat.read(dst, as_version=4)
-        nb.metadata["mopoe_book"] = {"source_hash": h, "parameters": params}
-        _hide_injected_parameters(nb)
-        nbformat.write(nb, dst)
-        records.append({"chapter": src.name, "seconds": round(time.perf_counter() - t0, 1)})
+        status = _execute_with_progress(src, dst, params, write)
+        seconds = round(time.perf_counter() - t0, 1)
+        if dst.exists() and status == "ok":
+            nb = nbformat.read(dst, as_version=4)
+            nb.metadata["mopoe_book"] = {"source_hash": h, "parameters": params,
+                                         "cost": recorded_cost(metrics)}  # fmt: skip
+            _hide_injected_parameters(nb)
+            nbformat.write(nb, dst)
+        records.append({"chapter": src.name, "status": status, "reused": False,
+                        "seconds": seconds, **_trained_counts(metrics)})  # fmt: skip
+        write(f"[chapters] {src.name}: {status} in {seconds:.0f} s")
+        if status == "interrupted":
+            break
     return records
+
+
+# -- what a chapter will do, and how long it took before ---------------------------
+
+# Rough per-chapter seconds when no earlier run of the profile is recorded (2 CPU cores
+# for smoke and cpu, one GPU for paper); a recorded run's time replaces them.
+PROFILE_ESTIMATE_S = {"smoke": 120, "cpu": 900, "paper": 6 * 3600}
+
+
+def describe_plan(chapter: str, profile: str, seed: int, metrics: Path) -> str:
+    """What a chapter trains: the models of its last recorded run, else the profile."""
+    doc = _read_json(metrics)
+    runs = doc.get("runs") if doc else None
+    if not runs:
+        return (f"trains its models under profile {profile} from seed {seed} (no earlier run "
+                "recorded; the models are listed once it has run)")  # fmt: skip
+    by = {}
+    for r in runs:
+        by.setdefault((r["dataset"], r["method"]), set()).add(r["seed"])
+    seeds = sorted({r["seed"] for r in runs})
+    models = ", ".join(f"{d}/{m}" for d, m in by)
+    return (f"trains {len(runs)} model{'s' * (len(runs) != 1)} ({models}) under profile "
+            f"{profile}, seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}; "
+            "models trained before are reused")  # fmt: skip
+
+
+def describe_estimate(executed: Path, metrics: Path, chapter: str, profile: str) -> str:
+    seconds, source = estimate_seconds(executed, metrics, profile)
+    if seconds is None:
+        return "no time estimate (no earlier run of this profile)"
+    return f"estimated {_human(seconds)} ({source})"
+
+
+def estimate_seconds(executed: Path, metrics: Path, profile: str) -> tuple[float | None, str]:
+    """Seconds the chapter is expected to take, and where the figure comes from.
+
+    The earlier execution's papermill duration (same profile), else the chapter's
+    recorded wall time plus the training time of every model (a first run trains them
+    all), else :data:`PROFILE_ESTIMATE_S`.
+    """
+    import nbformat
+
+    if Path(executed).is_file():
+        meta = nbformat.read(executed, as_version=4).metadata.get("papermill", {})
+        same = meta.get("parameters", {}).get("profile") == profile
+        if same and meta.get("duration") and not meta.get("exception"):
+            return float(meta["duration"]), "the previous execution"
+    doc = _read_json(metrics)
+    if doc and doc.get("runs"):
+        train = sum((r.get("wall_time_s") or {}).get("total", 0.0) for r in doc["runs"])
+        return train + float(doc.get("chapter_wall_time_s", 0.0)), "the recorded runs"
+    if profile in PROFILE_ESTIMATE_S:
+        return float(PROFILE_ESTIMATE_S[profile]), f"a rough figure for the {profile} profile"
+    return None, ""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _trained_counts(metrics: Path) -> dict:
+    doc = _read_json(metrics) or {}
+    runs = doc.get("runs") or []
+    return {"models": len(runs), "trained": sum(bool(r.get("trained_now")) for r in runs)}
+
+
+def _human(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# -- the execution-statistics page ---------------------------------------------------
+
+
+def recorded_cost(metrics: Path) -> list[dict]:
+    """Per model of a chapter's metrics: what the book's statistics page shows."""
+    doc = _read_json(metrics) or {}
+    keys = ("dataset", "method", "profile", "seed", "device", "trained_now")
+    return [{**{k: r.get(k) for k in keys},
+             "seconds": (r.get("wall_time_s") or {}).get("total")} for r in doc.get("runs", [])]  # fmt: skip
+
+
+def execution_statistics(executed_dir: str | Path) -> tuple[list[str], list[list]]:
+    """(header, rows) of the training chapters' recorded cost, read from the executed
+    copies' metadata (papermill's duration and the runner's ``mopoe_book.cost``)."""
+    import nbformat
+
+    header = ["chapter", "executed", "wall time (s)", "models", "trained now", "reused",
+              "training + evaluation (s)", "device", "profile", "seeds"]  # fmt: skip
+    rows = []
+    for path in sorted(Path(executed_dir).glob("[0-9]*.ipynb")):
+        meta = nbformat.read(path, as_version=4).metadata
+        pm, book = meta.get("papermill", {}), meta.get("mopoe_book", {})
+        cost = book.get("cost") or []
+        params = book.get("parameters") or pm.get("parameters") or {}
+        now = sum(bool(c.get("trained_now")) for c in cost)
+        rows.append([
+            path.stem, (pm.get("end_time") or "")[:16].replace("T", " "),
+            f"{pm.get('duration') or 0:.0f}", len(cost), now, len(cost) - now,
+            f"{sum(c.get('seconds') or 0 for c in cost):.0f}",
+            ", ".join(sorted({str(c.get("device")) for c in cost})) or params.get("device", ""),
+            params.get("profile", ""),
+            ", ".join(map(str, sorted({c.get("seed") for c in cost}))) or params.get("seed", ""),
+        ])  # fmt: skip
+    return header, rows
+
+
+# -- executing one chapter ---------------------------------------------------------
+
+
+def kernel_config():
+    """The kernel managers' settings: CurveZMQ transport encryption when pyzmq has it.
+
+    ipykernel warns "Kernel is running over TCP without encryption" under every chapter
+    unless the kernel manager provisions CurveZMQ keys (jupyter_client's
+    ``KernelManager.transport_encryption``; the ``python3`` kernelspec declares support).
+    Encrypting the local connection removes the cause rather than filtering the warning.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    config = Config()
+    if zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
+def _execute_with_progress(src: Path, dst: Path, params: dict, write=print) -> str:
+    """papermill with the progress side channel tailed; "ok", "failed" or "interrupted"."""
+    import os
+    import tempfile
+
+    import papermill as pm
+
+    from . import progress
+
+    fd, name = tempfile.mkstemp(prefix=f"{src.stem}.", suffix=".progress")
+    os.close(fd)
+    previous = os.environ.get(progress.ENV)
+    os.environ[progress.ENV] = name  # the kernel inherits the environment
+    try:
+        with progress.Tail(Path(name), f"[{src.stem}] ", write):
+            pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3",
+                                progress_bar=False, cwd=str(src.parent),
+                                config=kernel_config())  # fmt: skip
+        return "ok"
+    except pm.PapermillExecutionError as err:
+        write(f"[chapters] {src.name}: failed in cell {err.exec_count}: {err.ename}: "
+              f"{str(err.evalue)[:300]} (the executed copy shows the traceback)")  # fmt: skip
+        return "failed"
+    except KeyboardInterrupt:
+        write(f"[chapters] {src.name}: interrupted; run again to resume (trained models are "
+              "reused and interrupted ones continue from their checkpoints)")  # fmt: skip
+        return "interrupted"
+    finally:
+        if previous is None:
+            os.environ.pop(progress.ENV, None)
+        else:
+            os.environ[progress.ENV] = previous
+        Path(name).unlink(missing_ok=True)
+
+
+def closing_table(records: list[dict]) -> str:
+    """The runner's last word: a plain-text table of the chapters, their time and status."""
+    rows = [("chapter", "seconds", "executed", "models trained", "status")]
+    for r in records:
+        models = f"{r.get('trained', 0)} of {r['models']}" if r.get("models") else "-"
+        rows.append((r["chapter"], f"{r.get('seconds', 0.0):.0f}",
+                     "reused" if r.get("reused") else "ran", models, r.get("status", "ok")))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = {1}
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
+                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    total = sum(r.get("seconds", 0.0) for r in records)
+    lines.append(f"total {total:.0f} s")
+    return "\n".join(lines)
 
 
 def _hide_injected_parameters(nb) -> None:
@@ -127,6 +318,7 @@ def execute_in_place(path: Path, timeout: int = 600) -> float:
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        config=kernel_config(),
     ).execute()
     nbformat.write(nb, path)
     return time.perf_counter() - t0
@@ -166,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not records:
         print("[chapters] no training chapters found in book/experiments/")
-    print(json.dumps(records, indent=1))
-    return 0
+        return 0
+    print(closing_table(records), flush=True)
+    return 0 if all(r.get("status", "ok") == "ok" for r in records) else 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import progress as progress_mod
 from . import published
 from .config import Config, make_config
 from .model import MultimodalVAE, build_model
@@ -37,6 +39,7 @@ class Run:
     metrics: dict
     out: Path
     trained_now: bool
+    log: list[str] = field(default_factory=list)  # every session's log lines (train.log)
 
     @property
     def eval(self) -> dict:
@@ -82,6 +85,26 @@ def chapter_paths(
     return ChapterPaths(Path(data_root), Path(runs_root), Path(metrics_path))
 
 
+TRAIN_LOG = "train.log"
+# an absolute POSIX path of two or more components (a run folder, a data root)
+_ABSOLUTE = re.compile(r"(?<![\w.~:/…-])/(?:[\w.+@-]+/)+[\w.+@-]*")
+
+
+def display_path(path: str | Path) -> str:
+    """A path as the book shows it: relative to the repository when inside it, else its
+    last three components after an ellipsis (never the machine's absolute path)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(ROOT).as_posix() or "."
+    except ValueError:
+        return "…/" + "/".join(path.parts[-3:])
+
+
+def relative_paths(text: str) -> str:
+    """``text`` with every absolute path replaced as :func:`display_path` does."""
+    return _ABSOLUTE.sub(lambda m: display_path(m.group(0)), text)
+
+
 def config_hash(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
@@ -95,6 +118,15 @@ def run_dir(cfg: Config, runs_root: str | Path) -> Path:
     )
 
 
+_SESSION: dict[Path, Run] = {}  # every run this process trained or reloaded, in order
+
+
+def session_runs() -> list[Run]:
+    """The runs :func:`train_or_load` returned in this process (a chapter's kernel: the
+    chapter's models), each once."""
+    return list(_SESSION.values())
+
+
 def train_or_load(
     dataset: str,
     method: str,
@@ -106,18 +138,29 @@ def train_or_load(
     runs_root: str | Path = ROOT / "runs",
     overrides: dict | None = None,
     progress: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
     preset: str | None = None,
 ) -> Run:
     """Train one model of a chapter, or reload the run that the same code wrote before.
 
     ``overrides`` are dotted config keys (``{"model.beta": 1.0}``) on top of the profile
-    and of ``preset`` (``"official"``: :data:`mopoe_lib.config.PRESETS`).
+    and of ``preset`` (``"official"``: :data:`mopoe_lib.config.PRESETS`). Log lines go to
+    ``log``, by default :func:`mopoe_lib.progress.report` (the chapter runner's side
+    channel, else stdout), and are kept in the run folder's ``train.log`` and in
+    ``Run.log`` (for :func:`log_block`).
     """
     from .train import run as train_run
 
     cfg = make_config(dataset, method, profile, dict(overrides or {}, seed=seed), preset=preset)
     out = run_dir(cfg, runs_root)
+    log_file = out / TRAIN_LOG
+    earlier = log_file.read_text().splitlines() if log_file.is_file() else []
+    session: list[str] = []
+
+    def note(line: str) -> None:
+        session.append(line)
+        (log or progress_mod.report)(line)  # `progress` is the bar flag
+
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
@@ -125,17 +168,33 @@ def train_or_load(
             model = build_model(cfg)
             state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
             model.load_state_dict(state["model"])
-            log(
-                f"[experiment] reusing {out} (trained before: {metrics['wall_time_s']['total']:.0f} s)"
-            )
-            return Run(cfg, model.to(device).eval(), metrics, out, trained_now=False)
+            note(f"[experiment] reusing {display_path(out)} (trained before: "
+                 f"{metrics['wall_time_s']['total']:.0f} s)")  # fmt: skip
+            run = Run(cfg, model.to(device).eval(), metrics, out, trained_now=False,
+                      log=earlier + session)  # fmt: skip
+            _SESSION[out] = run
+            return run
     resume = (out / "checkpoint.pt").is_file()
+    note(f"[experiment] {'resuming' if resume else 'training'} {dataset}/{method} (profile "
+         f"{profile}, seed {seed}) in {display_path(out)}")  # fmt: skip
+
+    def keep(line: str, echo: bool = True) -> None:  # every session stays in train.log
+        if echo:
+            note(line)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as f:
+            f.write(relative_paths(line) + "\n")
+
+    keep(session[-1], echo=False)
     metrics = train_run(cfg, out, data_root=data_root, resume=resume, device=device,
-                        progress=progress, log=log)  # fmt: skip
+                        progress=progress, log=keep)  # fmt: skip
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     model = build_model(cfg)
     model.load_state_dict(state["model"])
-    return Run(cfg, model.to(device).eval(), metrics, out, trained_now=True)
+    run = Run(cfg, model.to(device).eval(), metrics, out, trained_now=True,
+              log=log_file.read_text().splitlines())  # fmt: skip
+    _SESSION[out] = run
+    return run
 
 
 # ---------------------------------------------------------------------------
@@ -233,9 +292,19 @@ def html_table(header: list[str], rows: list[list], caption: str = "") -> str:
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td{_num(c)}>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
     )
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_NUMBER = re.compile(r"^[-+−]?[\d,]*\.?\d+(e[-+]?\d+)?( ?[±%].*)?$")
+
+
+def _num(cell) -> str:
+    """The class of a numeric cell (right-aligned by book/_static/mopoe.css)."""
+    text = str(cell).strip()
+    return ' class="num"' if isinstance(cell, int | float) or _NUMBER.match(text) else ""
 
 
 def show_comparison(table: str, values: dict[tuple[str, str], float], data: str, profile: str,
@@ -288,3 +357,43 @@ class Timer:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+
+# ---------------------------------------------------------------------------
+# what a chapter's run cost, and its log, for the reader
+
+
+def cost_note(runs: Iterable[Run], chapter_seconds: float | None = None) -> str:
+    """One line (Markdown) on what the runs shown cost: models, time, device, profile, seeds.
+
+    A reused model counts with the time it took when it was trained.
+    """
+    runs = list(runs)
+    if not runs:
+        return "**Cost of this run:** no model was trained."
+    total = sum(r.metrics.get("wall_time_s", {}).get("total", 0.0) for r in runs)
+    now = sum(r.trained_now for r in runs)
+    devices = sorted({str(r.metrics.get("device_name") or r.metrics.get("device")) for r in runs})
+    profiles = sorted({r.cfg.profile for r in runs})
+    seeds = sorted({r.cfg.seed for r in runs})
+    reuse = ("all trained now" if now == len(runs) else
+             f"{now} trained now, {len(runs) - now} reused from an earlier execution")  # fmt: skip
+    chapter = f"; the chapter executed in {chapter_seconds:,.0f} s" if chapter_seconds else ""
+    return (f"**Cost of this run:** {len(runs)} model{'s' * (len(runs) != 1)} ({reuse}), "
+            f"{total:,.0f} s of training and evaluation on {', '.join(devices)}{chapter}; "
+            f"profile `{', '.join(profiles)}`, seed{'s' * (len(seeds) != 1)} "
+            f"{', '.join(map(str, seeds))}.")  # fmt: skip
+
+
+def log_block(runs: Iterable[Run] | Mapping[str, Run], title: str = "Training log"):
+    """Every run's log in one collapsed block (HTML ``<details>``), paths relative."""
+    from IPython.display import HTML
+
+    runs = list(runs.values()) if isinstance(runs, Mapping) else list(runs)
+    lines = [relative_paths(line) for r in runs for line in r.log]
+    now = sum(r.trained_now for r in runs)
+    summary = (f"{title}: {len(runs)} run{'s' * (len(runs) != 1)}, {now} trained now, "
+               f"{len(runs) - now} reused ({len(lines)} lines; click to open)")  # fmt: skip
+    body = html.escape("\n".join(lines))
+    return HTML(f'<details class="mopoe-log"><summary>{html.escape(summary)}</summary>'
+                f'<pre class="mopoe-log">{body}</pre></details>')  # fmt: skip

@@ -55,6 +55,7 @@ import torch
 import torch.distributed as dist
 
 from . import data as data_mod
+from . import progress as progress_mod
 from .config import Config, ConfigError, make_config, parse_value
 from .data import DataError, TensorData, drop_modalities
 from .experts import batch_shard
@@ -422,6 +423,11 @@ class Trainer:
                                    obj.rec.detach().mean(1)]).double()  # fmt: skip
             if self.progress and (step % 10 == 0 or step == steps - 1):
                 bar.set_postfix(loss=f"{float(loss):.1f}")
+            if self.is_main:  # the chapter runner's live view (no-op outside it)
+                progress_mod.tick(lambda s=step, v=loss: f"[train] {self.cfg.dataset} "
+                                  f"{self.cfg.method}: epoch {self.epoch + 1}/"
+                                  f"{self.cfg.train.epochs}, step {s + 1}/{steps}, loss "
+                                  f"{float(v):.1f}")  # fmt: skip
             if on_step is not None and self.is_main:
                 on_step(self)
             if every and self.global_step % every == 0 and step + 1 < steps:

@@ -4,9 +4,12 @@ The book is built into a temporary folder and served on 127.0.0.1. Chromium open
 every page of the table of contents with all traffic to other hosts blocked, and
 each page must load without console or page errors, typeset its math, show its
 sphinx-proof and sphinx-exercise blocks (worked solutions hidden until opened), load
-its images, render its saved widgets and link only to pages that exist. The search
-page must find "ELBO". A full-page PNG of every page is saved to $BROWSER_SCREENSHOTS,
-or else to _build/screenshots/ in the checkout.
+its images, render its saved widgets and link only to pages that exist; its outputs
+show no absolute path of the machine and never scroll sideways; in the light and the dark
+theme the outputs' tables and text are legible (contrast at least 3) and no figure is
+transparent on a dark background. The search page must find "ELBO". Full-page PNGs of
+every page in both themes (<page>.light.png, <page>.dark.png) are saved to
+$BROWSER_SCREENSHOTS, or else to _build/screenshots/ in the checkout.
 
 Needs Debian's Chromium (`.ci/install-browser.sh`, or
 `apt-get install chromium chromium-driver`) and the `playwright` Python package;
@@ -319,6 +322,53 @@ _LINKS = """() => Array.from(document.querySelectorAll(
 )).map(a => a.href)"""
 
 
+# outputs: text with an absolute path of this machine, and boxes that scroll sideways
+_OUTPUT_TEXT = """() => Array.from(document.querySelectorAll('article .cell_output'))
+    .map(el => el.textContent).join('\\n')"""
+_SIDEWAYS = """() => Array.from(document.querySelectorAll('article .cell_output, article .cell_output *'))
+    .filter(el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX)
+                  && el.scrollWidth > el.clientWidth + 1)
+    .map(el => el.tagName.toLowerCase() + '.' + el.className + ': ' + el.scrollWidth + ' > '
+               + el.clientWidth)"""
+# legibility in the current theme: text of outputs against the colour behind it (WCAG
+# contrast >= 3), and figures with transparent pixels on a transparent background
+_ILLEGIBLE = """() => {
+    const rgba = s => (s.match(/[\\d.]+/g) || []).map(Number);
+    const behind = el => {
+        for (let e = el; e; e = e.parentElement) {
+            const c = rgba(getComputedStyle(e).backgroundColor);
+            if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c;
+        }
+        return rgba(getComputedStyle(document.body).backgroundColor || 'rgb(255,255,255)');
+    };
+    const lum = c => {
+        const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+        return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+    };
+    const contrast = (a, b) => (Math.max(lum(a), lum(b)) + 0.05) / (Math.min(lum(a), lum(b)) + 0.05);
+    const bad = [];
+    document.querySelectorAll('article .cell_output td, article .cell_output th, '
+                              + 'article .cell_output caption, article .cell_output pre').forEach(el => {
+        if (!el.textContent.trim() || el.offsetHeight === 0) return;
+        const r = contrast(rgba(getComputedStyle(el).color), behind(el));
+        if (r < 3) bad.push(`text "${el.textContent.trim().slice(0, 30)}" at contrast ${r.toFixed(2)}`);
+    });
+    document.querySelectorAll('article .cell_output img').forEach(img => {
+        if (!img.naturalWidth) return;
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const ctx = canvas.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        const corner = ctx.getImageData(0, 0, 1, 1).data;
+        const bg = behind(img);
+        if (corner[3] < 255 && lum(bg) < 0.5)
+            bad.push(`figure ${img.getAttribute('src').slice(0, 40)} is transparent on a dark background`);
+    });
+    return bad;
+}"""
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/…-])/(?:tmp|home|root|work|Users|mnt|var)/[\w.+@-]+")
+
+
 def _check_links(links: list[str], base: str, cache: dict) -> list[str]:
     """Every same-site link answers 200 and its #fragment exists on the target page."""
     broken = []
@@ -438,7 +488,22 @@ def test_page_renders_offline(visit, book_html, book_source, screenshot_dir, sit
     if missing:
         checks.append(f"sidebar lacks {missing}")
 
-    page.screenshot(path=str(screenshot_dir / f"{docname.replace('/', '__')}.png"), full_page=True)
+    # outputs: paths relative to the repository, nothing scrolls sideways
+    shown = page.evaluate(_OUTPUT_TEXT)
+    for path in {str(ROOT), str(book_source), *ABSOLUTE_PATH.findall(shown)}:
+        if path in shown:
+            checks.append(f"an output shows the absolute path {path!r}")
+    for box in page.evaluate(_SIDEWAYS):
+        checks.append(f"an output scrolls sideways: {box}")
+
+    # a screenshot per theme; figures and tables legible in both
+    name = docname.replace("/", "__")
+    for theme in ("light", "dark"):
+        page.evaluate("t => { document.documentElement.dataset.theme = t; "
+                      "document.documentElement.dataset.mode = t; }", theme)  # fmt: skip
+        page.wait_for_timeout(100)
+        page.screenshot(path=str(screenshot_dir / f"{name}.{theme}.png"), full_page=True)
+        checks += [f"{theme} theme: {problem}" for problem in page.evaluate(_ILLEGIBLE)]
     assert not (v.problems + checks), f"{docname}:\n" + "\n".join(v.problems + checks)
 
 

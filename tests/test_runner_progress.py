@@ -1,0 +1,132 @@
+"""The chapter runner's reader-facing behaviour: progress on a side channel (never in the
+executed notebook), estimates, the closing table, no kernel TCP warning, chapter-level
+resume; and train_or_load resuming an interrupted model from its checkpoint."""
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mopoe_lib import chapters, experiment, progress
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = ('profile = "smoke"\ndevice = "cpu"\nseed = 0\ndata_root = None\nruns_root = None\n'
+          "metrics_path = None")  # fmt: skip
+# fails on its first execution (no marker yet), succeeds on the next: a chapter that was
+# interrupted or failed and is run again
+BODY = """from pathlib import Path
+from mopoe_lib import progress
+progress.report("[train] epoch 1/2: loss 1.0")
+marker = Path(runs_root) / "marker"
+if not marker.exists():
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("x")
+    raise RuntimeError("first execution fails")
+print("the chapter's own output")"""
+
+
+def _chapter(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(PARAMS)
+    params.metadata.tags = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(BODY)]
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "01_fake.ipynb")
+    return folder
+
+
+def test_runner_progress_resume_and_closing_table(tmp_path, capfd, monkeypatch):
+    # the kernel must import this checkout's mopoe_lib, wherever its cwd is
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    src, out = _chapter(tmp_path / "src"), tmp_path / "out"
+    kw = {"sources": src, "out_dir": out, "runs_root": str(tmp_path / "runs")}
+    lines: list[str] = []
+
+    first = chapters.run_training_chapters("smoke", write=lines.append, **kw)
+    assert [r["status"] for r in first] == ["failed"]
+    assert any("estimated" in line for line in lines) and any("trains" in line for line in lines)
+    assert "[01_fake] [train] epoch 1/2: loss 1.0" in lines  # reprinted live, prefixed
+
+    lines.clear()
+    second = chapters.run_training_chapters("smoke", write=lines.append, **kw)
+    assert [(r["status"], r["reused"]) for r in second] == [("ok", False)]  # re-run, not reused
+    assert "[01_fake] [train] epoch 1/2: loss 1.0" in lines
+    nb = nbformat.read(out / "01_fake.ipynb", as_version=4)
+    shown = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "the chapter's own output" in shown
+    assert "epoch 1/2" not in shown  # progress never lands in the rendered outputs
+
+    header, rows = chapters.execution_statistics(out)  # the book's statistics page
+    row = dict(zip(header, rows[0], strict=True))
+    assert (
+        row["chapter"] == "01_fake"
+        and row["profile"] == "smoke"
+        and float(row["wall time (s)"]) > 0
+    )
+
+    third = chapters.run_training_chapters("smoke", write=lines.append, **kw)
+    assert [(r["status"], r["reused"]) for r in third] == [("ok", True)]
+    table = chapters.closing_table(first + second + third)
+    assert table.splitlines()[0].split() == ["chapter", "seconds", "executed", "models",
+                                             "trained", "status"]  # fmt: skip
+    assert [line.split()[-1] for line in table.splitlines()[2:5]] == ["failed", "ok", "ok"]
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.out + captured.err  # ipykernel's TCP warning
+    assert os.environ.get(progress.ENV) is None  # the side channel is the runner's only
+
+
+def test_estimate_prefers_the_recorded_run(tmp_path):
+    metrics = tmp_path / "m.json"
+    assert chapters.estimate_seconds(tmp_path / "none.ipynb", metrics, "cpu")[0] == 900
+    run = {"dataset": "polymnist", "method": "mopoe", "seed": 0, "wall_time_s": {"total": 50.0}}
+    metrics.write_text(json.dumps({"chapter_wall_time_s": 10.0, "runs": [run]}))
+    assert chapters.estimate_seconds(tmp_path / "none.ipynb", metrics, "cpu") == (
+        60.0, "the recorded runs")  # fmt: skip
+    assert "polymnist/mopoe" in chapters.describe_plan("x", "cpu", 0, metrics)
+
+
+def test_report_goes_to_the_side_channel_only_under_the_runner(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(progress.ENV, raising=False)
+    progress.report("plain")
+    assert capsys.readouterr().out == "plain\n"
+    channel = tmp_path / "p.progress"
+    monkeypatch.setenv(progress.ENV, str(channel))
+    progress.report("side")
+    assert capsys.readouterr().out == "" and channel.read_text() == "side\n"
+
+
+def test_paths_are_shown_relative():
+    assert experiment.display_path(ROOT / "runs" / "a") == "runs/a"
+    text = experiment.relative_paths(f"reusing {ROOT}/runs/x and /tmp/pytest/r/polymnist/m/s1")
+    assert text == "reusing runs/x and …/polymnist/m/s1"
+    assert experiment.relative_paths(text) == text  # idempotent
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_interrupted_model_resumes_from_its_checkpoint(tmp_path):
+    kw = dict(profile="smoke", data_root=tmp_path / "data", runs_root=tmp_path / "runs",
+              overrides={"train.epochs": 2, "train.checkpoint_every": 1, "eval.enabled": False,
+                         "train.curve_every_steps": 0})  # fmt: skip
+
+    def interrupt_in_epoch_two(line):  # after epoch 1's checkpoint, before epoch 2's
+        if "epoch 2/2" in line:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        experiment.train_or_load("polymnist", "mopoe", log=interrupt_in_epoch_two, **kw)
+    lines: list[str] = []
+    run = experiment.train_or_load("polymnist", "mopoe", log=lines.append, **kw)
+    assert run.trained_now and run.metrics["train"]["epochs"] == 2
+    assert any("resumed from" in line and "at epoch 1" in line for line in lines), lines
+    # both sessions' training time is counted, and both sessions are in the kept log
+    assert run.metrics["wall_time_s"]["train_all_sessions"] > run.metrics["wall_time_s"]["train"]
+    assert sum("epoch 1/2" in line for line in run.log) == 1
+    again = experiment.train_or_load("polymnist", "mopoe", **kw)  # the default log, as chapters
+    assert not again.trained_now and any("reusing" in line for line in again.log)
+    assert str(tmp_path) not in experiment.log_block([run, again]).data
