@@ -427,7 +427,7 @@ class Trainer:
                 progress_mod.tick(lambda s=step, v=loss: f"[train] {self.cfg.dataset} "
                                   f"{self.cfg.method}: epoch {self.epoch + 1}/"
                                   f"{self.cfg.train.epochs}, step {s + 1}/{steps}, loss "
-                                  f"{float(v):.1f}")  # fmt: skip
+                                  f"{float(v.detach()):.1f}")  # fmt: skip
             if on_step is not None and self.is_main:
                 on_step(self)
             if every and self.global_step % every == 0 and step + 1 < steps:
