@@ -116,8 +116,16 @@ def run_training_chapters(
 
 # -- what a chapter will do, and how long it took before ---------------------------
 
-# Rough per-chapter seconds when no earlier run of the profile is recorded (2 CPU cores
-# for smoke and cpu, one GPU for paper); a recorded run's time replaces them.
+# Seconds per chapter when no earlier run of the profile is recorded here; a recorded
+# run's time replaces them. Measured on 2 idle CPU cores (AMD EPYC): cpu in a fresh-clone
+# `make book` at commit 5619a7e, smoke with `--profile smoke --force` at 0cb4d97. Other
+# chapters, and paper (one GPU, never timed whole here), fall back to a rough figure.
+MEASURED_S = {
+    "smoke": {"00_datasets": 12, "08_polymnist": 70, "09_mnist_svhn_text": 24,
+              "10_celeba": 23, "11_mmvae_mnist_svhn": 12},
+    "cpu": {"00_datasets": 8, "08_polymnist": 2062, "09_mnist_svhn_text": 1117,
+            "10_celeba": 93, "11_mmvae_mnist_svhn": 314},
+}  # fmt: skip
 PROFILE_ESTIMATE_S = {"smoke": 120, "cpu": 900, "paper": 6 * 3600}
 
 
@@ -139,18 +147,20 @@ def describe_plan(chapter: str, profile: str, seed: int, metrics: Path) -> str:
 
 
 def describe_estimate(executed: Path, metrics: Path, chapter: str, profile: str) -> str:
-    seconds, source = estimate_seconds(executed, metrics, profile)
+    seconds, source = estimate_seconds(executed, metrics, profile, chapter)
     if seconds is None:
         return "no time estimate (no earlier run of this profile)"
     return f"estimated {_human(seconds)} ({source})"
 
 
-def estimate_seconds(executed: Path, metrics: Path, profile: str) -> tuple[float | None, str]:
+def estimate_seconds(
+    executed: Path, metrics: Path, profile: str, chapter: str | None = None
+) -> tuple[float | None, str]:
     """Seconds the chapter is expected to take, and where the figure comes from.
 
     The earlier execution's papermill duration (same profile), else the chapter's
     recorded wall time plus the training time of every model (a first run trains them
-    all), else :data:`PROFILE_ESTIMATE_S`.
+    all), else the book's own timing (:data:`MEASURED_S`), else :data:`PROFILE_ESTIMATE_S`.
     """
     import nbformat
 
@@ -163,6 +173,9 @@ def estimate_seconds(executed: Path, metrics: Path, profile: str) -> tuple[float
     if doc and doc.get("runs"):
         train = sum((r.get("wall_time_s") or {}).get("total", 0.0) for r in doc["runs"])
         return train + float(doc.get("chapter_wall_time_s", 0.0)), "the recorded runs"
+    if chapter in MEASURED_S.get(profile, {}):
+        return (float(MEASURED_S[profile][chapter]),
+                "the book's timing on 2 idle CPU cores; slower or busier machines take longer")  # fmt: skip
     if profile in PROFILE_ESTIMATE_S:
         return float(PROFILE_ESTIMATE_S[profile]), f"a rough figure for the {profile} profile"
     return None, ""

@@ -80,11 +80,16 @@ def test_runner_progress_resume_and_closing_table(tmp_path, capfd, monkeypatch):
 
 def test_estimate_prefers_the_recorded_run(tmp_path):
     metrics = tmp_path / "m.json"
-    assert chapters.estimate_seconds(tmp_path / "none.ipynb", metrics, "cpu")[0] == 900
+    none = tmp_path / "none.ipynb"
+    assert chapters.estimate_seconds(none, metrics, "cpu")[0] == 900
+    # a chapter the book has timed: that timing, until this machine records its own
+    assert chapters.estimate_seconds(none, metrics, "cpu", "08_polymnist")[1].startswith(
+        "the book's timing")  # fmt: skip
     run = {"dataset": "polymnist", "method": "mopoe", "seed": 0, "wall_time_s": {"total": 50.0}}
     metrics.write_text(json.dumps({"chapter_wall_time_s": 10.0, "runs": [run]}))
-    assert chapters.estimate_seconds(tmp_path / "none.ipynb", metrics, "cpu") == (
-        60.0, "the recorded runs")  # fmt: skip
+    for chapter in (None, "08_polymnist"):
+        assert chapters.estimate_seconds(none, metrics, "cpu", chapter) == (
+            60.0, "the recorded runs")  # fmt: skip
     assert "polymnist/mopoe" in chapters.describe_plan("x", "cpu", 0, metrics)
 
 
