@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,8 @@ def lab(tmp_path):
            "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
            f"--ServerApp.root_dir={tmp_path}", "--ServerApp.disable_check_xsrf=True",
            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
+    if os.geteuid() == 0:  # containers and CI machines run as root; Jupyter refuses it unasked
+        cmd.append("--allow-root")
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / ".config"))
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
@@ -83,6 +86,10 @@ def test_chapter_four_widget_responds_in_jupyterlab(lab):
             page.goto(f"{lab}lab/tree/{Path(NOTEBOOK).name}")
             page.locator(".jp-Notebook").first.wait_for()
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+            # the kernel is connected once the status bar reads "<kernel> | Idle" (the
+            # notebook's execution indicator says idle before that, and a "Run All" sent
+            # then is lost)
+            page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle")).first.wait_for()
             page.get_by_text("Run", exact=True).first.click()
             page.get_by_text("Run All Cells", exact=True).first.click()
             stats = page.locator(".jp-OutputArea-output", has_text="variance: PoE").first
