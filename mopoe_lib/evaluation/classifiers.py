@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import networks
+from .. import progress as progress_mod
 from ..data import TensorData
 
 
@@ -67,7 +68,9 @@ def train_classifier(
     n = len(train)
     clf.train()
     bar = tqdm(range(epochs), desc=f"classifier {modality}", disable=not progress, leave=False)
-    for _ in bar:
+    for epoch in bar:
+        # the chapter runner's live view (rate-limited; a no-op outside the runner)
+        progress_mod.tick(f"[eval] {dataset} {modality} classifier: epoch {epoch + 1}/{epochs}")
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size].to(train.labels.device)
