@@ -725,7 +725,7 @@ def run_evaluation(trainer: Trainer, train_data, test_data, data_root, progress,
         classifiers = clf_mod.load_or_train(
             cfg.dataset, complete.to(device), cache, epochs=ec.classifier_epochs,
             lr=ec.classifier_lr, width=ec.classifier_width, n_train=ec.classifier_n_train,
-            arch=ec.classifier, shift=ec.classifier_shift,
+            arch=ec.classifier, shift=ec.classifier_shift, schedule=ec.classifier_lr_schedule,
             device=device, seed=ec.classifier_seed, log=log, progress=progress,
         )  # fmt: skip
     return evaluate(trainer.model, train_data.to(device), test_data.to(device), classifiers, ec,

@@ -14,6 +14,7 @@ from mopoe_lib.evaluation.metrics import (
     average_precision,
     by_num_inputs,
     conditional_coherence,
+    joint_agreement,
     joint_coherence,
     latent_classification,
     linear_classification,
@@ -49,6 +50,29 @@ def test_perfect_and_random_classifiers_give_coherence_one_and_a_tenth(method):
     two = label_copy_model(2, method)
     rand2 = {m: RandomClassifier() for m in two.modalities}
     assert abs(joint_coherence(two, rand2, 4000) - 0.1) < 0.02
+
+
+def test_joint_agreement_counts_each_coherent_sample_under_its_shared_label():
+    """Against a loop over the same prior samples: a sample counts once, under the label all
+    modalities share; incoherent samples count nowhere."""
+    torch.manual_seed(0)
+    model = label_copy_model(3, "mopoe")
+    # modality 2 reads label 3 whatever it sees; the others read their own images' labels
+    clfs = {m: Identity() for m in model.modalities}
+    clfs[model.modalities[2]] = ConstantClassifier()
+    torch.manual_seed(1)
+    coherence, counts = joint_agreement(model, clfs, 300, batch_size=64)
+    torch.manual_seed(1)
+    expected, agreed = [0] * 10, 0
+    for i in range(0, 300, 64):
+        gen = model.sample(min(64, 300 - i))
+        for j in range(len(gen[model.modalities[0]])):
+            labels = {int(clfs[m](gen[m][j : j + 1]).argmax()) for m in model.modalities}
+            if len(labels) == 1:
+                expected[labels.pop()] += 1
+                agreed += 1
+    assert counts == expected and coherence == agreed / 300
+    assert 0 < agreed < 300 and sum(counts) == agreed and counts[3] == agreed
 
 
 class CountingClassifier(nn.Module):

@@ -23,7 +23,7 @@ from .metrics import (
     by_num_inputs,
     classifier_scores,
     conditional_coherence,
-    joint_coherence,
+    joint_agreement,
     latent_classification,
 )
 
@@ -95,6 +95,8 @@ def evaluate(
                 # 3 and 5), so a subset's own modalities are not classified.
                 coh = conditional_coherence(model, test_c, subsets, classifiers,
                                             batch_size=cfg.batch_size, include_inputs=False)  # fmt: skip
+                joint, agreed = (None, None) if multilabel else joint_agreement(
+                    model, classifiers, cfg.joint_samples, batch_size=cfg.batch_size)  # fmt: skip
                 out["coherence"] = {
                     "conditional": {
                         names[k]: {m: float(coh[k, j]) for j, m in enumerate(mods)
@@ -102,8 +104,9 @@ def evaluate(
                         for k in range(len(names))
                     },
                     "by_num_inputs": by_num_inputs(coh, subsets, exclude_inputs=True),
-                    "joint": None if multilabel else joint_coherence(
-                        model, classifiers, cfg.joint_samples, batch_size=cfg.batch_size),
+                    "joint": joint,
+                    # per label: the prior samples on which all classifiers agreed
+                    "joint_agreed_labels": agreed,
                     "classifiers_on_test_data": classifier_scores(classifiers, test_c),
                     "n_test": len(test_c),
                     "joint_samples": cfg.joint_samples,

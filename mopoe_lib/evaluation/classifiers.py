@@ -21,6 +21,8 @@ from .. import networks
 from .. import progress as progress_mod
 from ..data import TensorData
 
+SCHEDULES = ("constant", "cosine")  # the classifiers' learning-rate schedules
+
 
 def is_multilabel(labels: torch.Tensor) -> bool:
     return labels.dim() == 2
@@ -50,12 +52,14 @@ def train_classifier(
     progress: bool = False,
     arch: str = "official",
     shift: int = 0,
+    schedule: str = "constant",
 ) -> nn.Module:
     """Supervised training (cross-entropy, or binary cross-entropy for attributes).
 
     ``shift > 0``: each batch of images is translated by a random offset of up to ``shift``
     pixels per axis (a circular shift), an augmentation for small training sets; other
-    modalities (text) are left as they are.
+    modalities (text) are left as they are. ``schedule``: ``"constant"`` (Adam at ``lr``, as
+    the official code) or ``"cosine"`` (``lr`` annealed to 0 over all steps).
     """
     from tqdm.auto import tqdm
 
@@ -66,6 +70,10 @@ def train_classifier(
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(train)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"classifier schedule must be one of {SCHEDULES}, got {schedule!r}")
+    steps = epochs * -(-n // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if schedule == "cosine" else None
     clf.train()
     bar = tqdm(range(epochs), desc=f"classifier {modality}", disable=not progress, leave=False)
     for epoch in bar:
@@ -87,6 +95,8 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
     return freeze(clf)
 
 
@@ -112,6 +122,7 @@ def load_or_train(
     progress: bool = False,
     arch: str = "official",
     shift: int = 0,
+    schedule: str = "constant",
 ) -> dict[str, nn.Module]:
     """One frozen classifier per modality, from ``cache_dir`` or trained now and saved."""
     cache_dir = Path(cache_dir)
@@ -121,6 +132,10 @@ def load_or_train(
                 "outputs": num_outputs(data.labels), "version": 1}  # fmt: skip
     if arch != "official" or shift:  # keys of earlier caches stay valid
         settings.update(arch=arch, shift=shift)
+    if schedule != "constant":
+        settings.update(schedule=schedule)
+    if arch == "cnn":  # ClassifierCNN's layers changed in version 2: older files do not load
+        settings.update(cnn_version=2)
     out = {}
     for m in data.modalities:
         path = cache_dir / f"{dataset}_{m}_{cache_key(dataset, m, data.data_id(), settings)}.pt"
@@ -132,7 +147,7 @@ def load_or_train(
         log(f"[eval] training the {m} classifier ({epochs} epochs on {len(data)} samples)")
         clf = train_classifier(dataset, m, data, epochs=epochs, lr=lr, width=width,
                                device=device, seed=seed, progress=progress, arch=arch,
-                               shift=shift)  # fmt: skip
+                               shift=shift, schedule=schedule)  # fmt: skip
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save({k: v.cpu() for k, v in clf.state_dict().items()}, tmp)
         os.replace(tmp, path)

@@ -144,14 +144,28 @@ def conditional_coherence(model, test: TensorData, subsets, classifiers, *,
 
 
 @torch.no_grad()
-def joint_coherence(model, classifiers, n: int, *, batch_size: int = 256) -> float:
-    """Fraction of prior samples whose modalities all receive the same predicted label."""
-    agree = 0
+def joint_agreement(model, classifiers, n: int, *, batch_size: int = 256):
+    """Joint coherence and, per label, how many prior samples all classifiers agreed on.
+
+    A coherent sample counts for the label its modalities share, so a joint coherence that
+    rests on classifiers agreeing on one default label (blurry samples read as one digit)
+    shows as counts piled on that label.
+    """
+    agree, counts = 0, None
     for i in range(0, n, batch_size):
         gen = model.sample(min(batch_size, n - i))
-        preds = torch.stack([predict(classifiers[m], gen[m]).argmax(-1) for m in model.modalities])
-        agree += int((preds == preds[0]).all(0).sum())
-    return agree / n
+        logits = [predict(classifiers[m], gen[m]) for m in model.modalities]
+        preds = torch.stack([lg.argmax(-1) for lg in logits])
+        same = (preds == preds[0]).all(0)
+        agree += int(same.sum())
+        batch_counts = torch.bincount(preds[0][same].cpu(), minlength=logits[0].shape[-1])
+        counts = batch_counts if counts is None else counts + batch_counts
+    return agree / n, counts.tolist()
+
+
+def joint_coherence(model, classifiers, n: int, *, batch_size: int = 256) -> float:
+    """Fraction of prior samples whose modalities all receive the same predicted label."""
+    return joint_agreement(model, classifiers, n, batch_size=batch_size)[0]
 
 
 @torch.no_grad()
