@@ -326,9 +326,11 @@ PROFILES: dict[str, dict[str, dict]] = {
             #   45 s; 12 epochs: 0.45 / 0.31 / 0.41, 82 s; 6 epochs at lr 1e-3: 0.44 / 0.31 /
             #   0.41; lr 2e-3: 0.44 / 0.31 / 0.42; width 16: 0.47 / 0.31 / 0.44, 71 s.
             # The text encoder learns nothing it can pass on at any of these (0.31). In the
-            # chapter (seed 0), 6 epochs instead of 2 raised Table 5's latent columns by 0.00
-            # to 0.05 and cost 4 more minutes (335 s against 93), which the book's hour
-            # cannot hold; so 2 epochs (92 updates) at the paper's lr.
+            # chapter (seed 0), 6 epochs instead of 2 raised Table 5's latent columns by at
+            # most 0.05 and cost about 3 more minutes (the chapter took 335 s, ~60 s of it
+            # the classifiers, on a machine not idle throughout, against 93 s with 2 epochs
+            # and cached classifiers), which the book's hour cannot hold; so 2 epochs (92
+            # updates) at the paper's lr.
             # Classifiers (chosen by their own test mean AP; text / image): 3 epochs at lr
             # 1e-3: 0.32 / 0.44; 10 epochs: 0.41 / 0.59; text 30 epochs at 3e-3: 0.49; width
             # 32, 15 epochs: text 0.67 in 48 s; width 8, 20 epochs at 3e-3 annealed (cosine):
