@@ -118,13 +118,13 @@ def run_training_chapters(
 
 # Seconds per chapter when no earlier run of the profile is recorded here; a recorded
 # run's time replaces them. Measured on 2 idle CPU cores (AMD EPYC): cpu in a fresh-clone
-# `make book` at commit 5619a7e, smoke with `--profile smoke --force` at 0cb4d97. Other
+# `make book` at commit bb3a080, smoke with `--profile smoke --force` at 0cb4d97. Other
 # chapters, and paper (one GPU, never timed whole here), fall back to a rough figure.
 MEASURED_S = {
     "smoke": {"00_datasets": 12, "08_polymnist": 70, "09_mnist_svhn_text": 24,
               "10_celeba": 23, "11_mmvae_mnist_svhn": 12},
-    "cpu": {"00_datasets": 8, "08_polymnist": 2062, "09_mnist_svhn_text": 1117,
-            "10_celeba": 93, "11_mmvae_mnist_svhn": 314},
+    "cpu": {"00_datasets": 8, "08_polymnist": 1576, "09_mnist_svhn_text": 1102,
+            "10_celeba": 155, "11_mmvae_mnist_svhn": 326},
 }  # fmt: skip
 PROFILE_ESTIMATE_S = {"smoke": 120, "cpu": 900, "paper": 6 * 3600}
 
