@@ -20,7 +20,7 @@ PIP_FILTER := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" 
 help:
 	@echo "make book       data + chapters (PROFILE=$(PROFILE)) + HTML book in _build/html"
 	@echo "make test       the full test suite, as CI runs it"
-	@echo "make reproduce  PROFILE=paper DEVICE=cuda DATA=/path: all training chapters with papermill"
+	@echo "make reproduce  PROFILE=paper DEVICE=cuda DATA=/path [MAX_STEPS=2]: all training chapters"
 	@echo "make lab        install JupyterLab into $(VENV) and start it at the repository"
 	@echo "make lint       ruff check + format check"
 	@echo "make clean      remove the built book and the jupyter cache"
@@ -55,8 +55,14 @@ html: $(STAMP)
 
 book: data chapters html
 
+# Leave it running: interrupted, it resumes where it stopped (finished chapters are reused,
+# finished models reloaded, an interrupted model continues from its last checkpoint).
+# MAX_STEPS=2: every run bounded to 2 updates and a small evaluation, a check of the whole
+# path before the GPU hours (never a reproduction), executed into runs/ rather than over
+# the book's chapters.
+MAX_STEPS ?=
 reproduce: $(STAMP)
-	$(VPY) -m mopoe_lib.chapters --profile $(PROFILE) --device $(DEVICE) --data-root $(abspath $(DATA)) --force
+	$(VPY) -m mopoe_lib.chapters --profile $(PROFILE) --device $(DEVICE) --data-root $(abspath $(DATA)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS) --out-dir runs/executed-max-steps-$(MAX_STEPS))
 
 LAB_STAMP := $(VENV)/.lab-installed
 $(LAB_STAMP): $(STAMP) pyproject.toml

@@ -1,7 +1,8 @@
 """Run the book's chapters: papermill for the training chapters, nbclient for the theory.
 
     python -m mopoe_lib.chapters --profile cpu            # training chapters -> executed/
-    python -m mopoe_lib.chapters --profile paper --device cuda --data-root /data --force
+    python -m mopoe_lib.chapters --profile paper --device cuda --data-root /data
+    python -m mopoe_lib.chapters --profile paper --data-root /data --max-steps 2  # a check
     python -m mopoe_lib.chapters --theory                 # re-execute theory chapters in place
 
 Training chapters (``book/experiments/*.ipynb``) are kept without outputs; papermill
@@ -62,21 +63,24 @@ def run_training_chapters(
     metrics_dir: str | Path | None = None,
     sources: Path = EXPERIMENTS,
     write=print,
+    max_steps: int | None = None,
 ) -> list[dict]:
     """Execute every training chapter with papermill; returns one record per chapter.
 
     ``metrics_dir`` receives each chapter's ``<chapter>.<profile>.metrics.json`` (default:
     next to the executed copies); ``runs_root`` the trained models (default: ``runs/``).
-    Each chapter is announced with what it trains and an estimate of its time, its
-    training progress is reprinted live (:mod:`mopoe_lib.progress`), and a failed chapter
-    does not stop the others: its record says ``failed`` (the executed copy stays for
-    reading; the next call runs it again, and its models resume from their checkpoints).
+    ``max_steps`` bounds every run of the chapters that declare that parameter (a check of
+    the code path: :func:`mopoe_lib.config.bounded_overrides`). Each chapter is announced
+    with what it trains, an estimate of its time and of the time left, its training
+    progress is reprinted live (:mod:`mopoe_lib.progress`), and a failed chapter does not
+    stop the others: its record says ``failed`` (the executed copy stays for reading; the
+    next call runs it again, and its models resume from their checkpoints).
     """
     import nbformat
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = []
+    plan = []  # (source, executed copy, parameters, metrics file, source hash, current)
     for src in sorted(Path(sources).glob("[0-9]*.ipynb")):
         if only and not any(o in src.stem for o in only):
             continue
@@ -87,16 +91,26 @@ def run_training_chapters(
             params["runs_root"] = str(runs_root)
         if metrics_dir:
             params["metrics_path"] = str(Path(metrics_dir) / f"{src.stem}.{profile}.metrics.json")
+        if max_steps is not None and "max_steps" in _declared_parameters(src):
+            params["max_steps"] = max_steps
         dst = out_dir / src.name
         metrics = Path(params.get("metrics_path") or out_dir / f"{src.stem}.{profile}.metrics.json")
         h = _source_hash(src)
-        if not force and _is_current(dst, h, params):
+        plan.append((src, dst, params, metrics, h, not force and _is_current(dst, h, params)))
+    todo = [p for p in plan if not p[5]]
+    estimates = {p[0]: estimate_seconds(p[1], p[3], profile, p[0].stem, p[2].get("max_steps"))
+                 for p in todo}  # fmt: skip
+    records = []
+    for src, dst, params, metrics, h, current in plan:
+        if current:
             write(f"[chapters] {src.name}: up to date ({profile}), reused")
             records.append({"chapter": src.name, "status": "ok", "reused": True, "seconds": 0.0,
-                            **_trained_counts(metrics)})  # fmt: skip
+                            "metrics": str(metrics), **_trained_counts(metrics)})  # fmt: skip
             continue
         write(f"[chapters] {src.name}: {describe_plan(src.stem, profile, seed, metrics)}")
-        write(f"[chapters] {src.name}: {describe_estimate(dst, metrics, src.stem, profile)}")
+        left = list(estimates.values())[list(estimates).index(src) :]  # this and later ones
+        write(f"[chapters] {src.name}: {describe_estimate(*estimates[src])}; "
+              f"{describe_left(left)}")  # fmt: skip
         t0 = time.perf_counter()
         status = _execute_with_progress(src, dst, params, write)
         seconds = round(time.perf_counter() - t0, 1)
@@ -107,11 +121,27 @@ def run_training_chapters(
             _hide_injected_parameters(nb)
             nbformat.write(nb, dst)
         records.append({"chapter": src.name, "status": status, "reused": False,
-                        "seconds": seconds, **_trained_counts(metrics)})  # fmt: skip
+                        "seconds": seconds, "metrics": str(metrics),
+                        **_trained_counts(metrics)})  # fmt: skip
         write(f"[chapters] {src.name}: {status} in {seconds:.0f} s")
         if status == "interrupted":
             break
     return records
+
+
+def _declared_parameters(src: Path) -> set[str]:
+    """The names a chapter's ``parameters`` cell assigns (papermill injects only those)."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            return {t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)}  # fmt: skip
+    return set()
 
 
 # -- what a chapter will do, and how long it took before ---------------------------
@@ -146,33 +176,54 @@ def describe_plan(chapter: str, profile: str, seed: int, metrics: Path) -> str:
             "models trained before are reused")  # fmt: skip
 
 
-def describe_estimate(executed: Path, metrics: Path, chapter: str, profile: str) -> str:
-    seconds, source = estimate_seconds(executed, metrics, profile, chapter)
+def describe_estimate(seconds: float | None, source: str) -> str:
     if seconds is None:
-        return "no time estimate (no earlier run of this profile)"
+        return f"no time estimate ({source or 'no earlier run of this profile'})"
     return f"estimated {_human(seconds)} ({source})"
 
 
+def describe_left(estimates: list[tuple[float | None, str]]) -> str:
+    """The time left for this and the chapters after it, from their estimates."""
+    n = len(estimates)
+    known = [s for s, _ in estimates if s is not None]
+    chapters = f"{n} chapter{'s' * (n != 1)}"
+    if not known:
+        return f"time left for {chapters} unknown"
+    unknown = n - len(known)
+    rest = f", {unknown} of them without an estimate" if unknown else ""
+    return f"about {_human(sum(known))} left for {chapters}{rest}"
+
+
 def estimate_seconds(
-    executed: Path, metrics: Path, profile: str, chapter: str | None = None
+    executed: Path,
+    metrics: Path,
+    profile: str,
+    chapter: str | None = None,
+    max_steps: int | None = None,
 ) -> tuple[float | None, str]:
     """Seconds the chapter is expected to take, and where the figure comes from.
 
-    The earlier execution's papermill duration (same profile), else the chapter's
-    recorded wall time plus the training time of every model (a first run trains them
-    all), else the book's own timing (:data:`MEASURED_S`), else :data:`PROFILE_ESTIMATE_S`.
+    The earlier execution's papermill duration, else the chapter's recorded wall time plus
+    the training time of every model (a first run trains them all), each only when it ran
+    with the same profile and the same bound (``max_steps``); else, for an unbounded run,
+    the book's own timing (:data:`MEASURED_S`), else :data:`PROFILE_ESTIMATE_S`. A bounded
+    run's time says nothing about a full one, nor the other way round.
     """
     import nbformat
 
     if Path(executed).is_file():
         meta = nbformat.read(executed, as_version=4).metadata.get("papermill", {})
-        same = meta.get("parameters", {}).get("profile") == profile
+        ran = meta.get("parameters", {})
+        same = ran.get("profile") == profile and ran.get("max_steps") == max_steps
         if same and meta.get("duration") and not meta.get("exception"):
             return float(meta["duration"]), "the previous execution"
     doc = _read_json(metrics)
-    if doc and doc.get("runs"):
+    bound = [max_steps] if max_steps is not None else None
+    if doc and doc.get("runs") and doc.get("bounded") == bound:  # the file names the profile
         train = sum((r.get("wall_time_s") or {}).get("total", 0.0) for r in doc["runs"])
         return train + float(doc.get("chapter_wall_time_s", 0.0)), "the recorded runs"
+    if max_steps is not None:
+        return None, f"no earlier run bounded to {max_steps} updates"
     if chapter in MEASURED_S.get(profile, {}):
         return (float(MEASURED_S[profile][chapter]),
                 "the book's timing on 2 idle CPU cores; slower or busier machines take longer")  # fmt: skip
@@ -311,6 +362,31 @@ def closing_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def comparison_table(records: list[dict]) -> str:
+    """Each chapter's metrics against the published numbers (:func:`published.compare`):
+    how many of its values have a published counterpart, how many lie outside the stated
+    tolerance, and the verdict; a run that is not comparable says why, and the lines of
+    the values outside tolerance follow the table."""
+    from . import published
+
+    rows, notes = [("chapter", "published values", "outside tolerance", "verdict")], []
+    for r in records:
+        doc = _read_json(Path(r["metrics"])) if r.get("metrics") else None
+        if doc is None:
+            rows.append((r["chapter"], "-", "-", "no metrics file (the chapter did not finish)"))
+            continue
+        rep = published.compare(doc)
+        verdict = rep["status"] + (f": {rep['reason']}" if rep["reason"] else "")
+        rows.append((r["chapter"], str(rep["values"]), str(len(rep["failures"])), verdict))
+        if rep["status"] == "differs":
+            notes += [f"{r['chapter']}: {line}" for line in rep["failures"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3]])
+             for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in (*widths, len(rows[0][3]))))
+    return "\n".join(lines + notes)
+
+
 def _hide_injected_parameters(nb) -> None:
     """The book shows the chapter's own parameter cell, not papermill's injected copy."""
     for cell in nb.cells:
@@ -347,11 +423,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-root", default=None)
     p.add_argument("--runs-root", default=None)
+    p.add_argument("--out-dir", default=None,
+                   help="executed copies and metrics files (default: book/experiments/executed, "
+                        "which the book renders)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--force", action="store_true", help="re-run even if an executed copy is current"
     )
     p.add_argument("--only", nargs="*", help="run only chapters whose name contains one of these")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="bound every run to this many updates and a small evaluation: a "
+                        "check of the code path before a long run, never a reproduction")  # fmt: skip
     p.add_argument("--theory", action="store_true", help="re-execute the theory chapters in place")
     args = p.parse_args(argv)
     if args.theory:
@@ -360,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"[chapters] {nb.name}: {execute_in_place(nb):.1f} s", flush=True)
         return 0
+    if args.max_steps is not None and args.max_steps < 2:
+        p.error("--max-steps must be at least 2 (two epochs of one update each)")
     records = run_training_chapters(
         args.profile,
         args.device,
@@ -368,11 +452,19 @@ def main(argv: list[str] | None = None) -> int:
         args.force,
         args.only,
         runs_root=args.runs_root,
+        max_steps=args.max_steps,
+        **(
+            {"out_dir": Path(args.out_dir), "metrics_dir": Path(args.out_dir)}
+            if args.out_dir
+            else {}
+        ),
     )
     if not records:
         print("[chapters] no training chapters found in book/experiments/")
         return 0
     print(closing_table(records), flush=True)
+    print("\n[chapters] against the published numbers (mopoe_lib/published.yaml):", flush=True)
+    print(comparison_table(records), flush=True)
     return 0 if all(r.get("status", "ok") == "ok" for r in records) else 1
 
 

@@ -111,8 +111,11 @@ class TrainConfig:
     # Learning curve (mopoe_lib.evaluation.curve): a latent probe and the objective on test
     # tuples every this many optimizer steps, and before the first (0: off).
     curve_every_steps: int = 0
-    bf16: bool = False  # autocast on CUDA
-    compile: bool = False  # torch.compile the encoders and decoders (CUDA)
+    # Stop after this many optimizer steps in all (None: every epoch). A run with a bound is
+    # a check of the code path (bounded_overrides), never a reproduction: its metrics say so.
+    max_steps: int | None = None
+    bf16: bool = False  # bfloat16 autocast (CUDA; also runs on CPUs with bf16 support)
+    compile: bool = False  # torch.compile the encoders and decoders
 
 
 @dataclass
@@ -442,6 +445,8 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.train.max_steps is not None and cfg.train.max_steps < 1:
+        raise ConfigError(f"train.max_steps must be >= 1 or None, got {cfg.train.max_steps}")
     for key in ("beta_warmup_steps", "curve_every_steps"):
         if getattr(cfg.train, key) < 0:
             raise ConfigError(f"train.{key} must be >= 0 (0: off), got {getattr(cfg.train, key)}")
@@ -515,6 +520,34 @@ def make_config(
     _apply(cfg, dict(overrides or {}, **kwargs), "")
     validate(cfg)
     return cfg
+
+
+# A bounded run's evaluation: every metric of the profile computed the same way, on a few
+# test tuples and samples, with coherence classifiers trained for one epoch on a few tuples.
+BOUNDED_EVAL = {"n_test": 64, "ll_n_test": 8, "ll_samples": 3, "ll_batch_size": 8,
+                "joint_samples": 64, "batch_size": 64, "lr_train_samples": 64,
+                "classifier_epochs": 1, "classifier_n_train": 256, "curve_samples": 32}  # fmt: skip
+
+
+def bounded_overrides(max_steps: int | None) -> dict:
+    """Overrides that bound a run to ``max_steps`` optimizer steps and a small evaluation.
+
+    The steps span two epochs with a checkpoint after each (so a bounded run also
+    exercises checkpointing and resuming), the learning curve takes a point per epoch, and
+    the evaluation is :data:`BOUNDED_EVAL`. ``None``: no bound (an empty dict). A bounded
+    run keeps ``train.max_steps`` in its config, so its metrics are never taken for a
+    reproduction (:func:`mopoe_lib.experiment.comparable_to_paper`).
+    """
+    if max_steps is None:
+        return {}
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 2:
+        raise ConfigError(f"max_steps must be an integer >= 2 (two epochs of at least one step "
+                          f"each) or None, got {max_steps!r}")  # fmt: skip
+    per_epoch = -(-max_steps // 2)
+    return {"train.max_steps": max_steps, "train.steps_per_epoch": per_epoch,
+            "train.checkpoint_every": 1, "train.checkpoint_every_steps": 0,
+            "train.eval_every": 0, "train.curve_every_steps": per_epoch,
+            **{f"eval.{k}": v for k, v in BOUNDED_EVAL.items()}}  # fmt: skip
 
 
 def parse_value(text: str):

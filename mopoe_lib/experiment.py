@@ -24,7 +24,7 @@ import torch
 
 from . import progress as progress_mod
 from . import published
-from .config import Config, make_config
+from .config import Config, bounded_overrides, make_config
 from .model import MultimodalVAE, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +140,7 @@ def train_or_load(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     preset: str | None = None,
+    max_steps: int | None = None,
 ) -> Run:
     """Train one model of a chapter, or reload the run that the same code wrote before.
 
@@ -147,11 +148,15 @@ def train_or_load(
     and of ``preset`` (``"official"``: :data:`mopoe_lib.config.PRESETS`). Log lines go to
     ``log``, by default :func:`mopoe_lib.progress.report` (the chapter runner's side
     channel, else stdout), and are kept in the run folder's ``train.log`` and in
-    ``Run.log`` (for :func:`log_block`).
+    ``Run.log`` (for :func:`log_block`). ``max_steps`` bounds the run
+    (:func:`mopoe_lib.config.bounded_overrides`: a check of the code path, never a
+    reproduction; the bound goes last, so the chapter's own overrides cannot lift it).
     """
     from .train import run as train_run
 
-    cfg = make_config(dataset, method, profile, dict(overrides or {}, seed=seed), preset=preset)
+    cfg = make_config(dataset, method, profile,
+                      dict(overrides or {}, seed=seed, **bounded_overrides(max_steps)),
+                      preset=preset)  # fmt: skip
     out = run_dir(cfg, runs_root)
     log_file = out / TRAIN_LOG
     earlier = log_file.read_text().splitlines() if log_file.is_file() else []
@@ -211,8 +216,49 @@ def data_description(run: Run) -> str:
 
 
 def comparable_to_paper(run: Run) -> bool:
+    return not_comparable_reasons(run) == []
+
+
+def not_comparable_reasons(run: Run) -> list[str]:
+    """Why a run's numbers cannot be compared with the published ones (empty: they can)."""
     info = run.metrics.get("data", {}).get("train") or {}
-    return bool(info.get("comparable_to_paper")) and run.cfg.profile == "paper"
+    reasons = []
+    if run.cfg.profile != "paper":
+        reasons.append(f"the {run.cfg.profile} profile, not the paper's settings")
+    if not info.get("comparable_to_paper"):
+        reasons.append(f"trained on {data_description(run).rstrip('.')}, not the paper's data")
+    if run.cfg.train.max_steps is not None:
+        reasons.append(f"a bounded run ({run.cfg.train.max_steps} updates and a small "
+                       "evaluation, train.max_steps): a check of the code, not a reproduction")  # fmt: skip
+    return reasons
+
+
+def not_comparable_reason(runs: Iterable[Run]) -> str:
+    """Every reason of every run in one sentence, each once with the models it concerns
+    ("" when all are comparable)."""
+    models: dict[str, dict[str, None]] = {}
+    for r in runs:
+        for reason in not_comparable_reasons(r):
+            models.setdefault(reason, {})[f"{r.cfg.dataset}/{r.cfg.method}"] = None
+    parts = [f"{', '.join(names)}: {reason}" for reason, names in models.items()]
+    return "; ".join(parts) + ("." if parts else "")
+
+
+def comparability_note(runs: Iterable[Run]):
+    """What a chapter says before its tables: whether its numbers can be set against the
+    published ones, and if not, every reason (Markdown, for ``display``)."""
+    from IPython.display import Markdown
+
+    runs = list(runs)
+    reason = not_comparable_reason(runs)
+    if not reason:
+        return Markdown("**Comparable with the published numbers:** the paper's settings on "
+                        "the paper's data, trained in full; the tables below set them side by "
+                        "side and the published-numbers test checks them within the stated "
+                        "tolerance.")  # fmt: skip
+    return Markdown(f"**This is not a reproduction of the published numbers:** {reason} The "
+                    "published numbers are shown for reference only, and only the paper's "
+                    "qualitative claims are checked.")  # fmt: skip
 
 
 @dataclass
@@ -244,6 +290,9 @@ def write_chapter_metrics(
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "profile": sorted({r.cfg.profile for r in runs}),
         "comparable_to_paper": all(comparable_to_paper(r) for r in runs) if runs else False,
+        "not_comparable_reason": not_comparable_reason(runs) if runs else "no model was run",
+        # the bounds of bounded runs (train.max_steps); None: every run trained in full
+        "bounded": sorted({r.cfg.train.max_steps for r in runs} - {None}) or None,
         "runs": [
             {
                 "dataset": r.cfg.dataset,
@@ -251,6 +300,8 @@ def write_chapter_metrics(
                 "profile": r.cfg.profile,
                 "seed": r.cfg.seed,
                 "missing_ratio": r.cfg.data.missing_ratio,
+                "max_steps": r.cfg.train.max_steps,
+                "global_step": (r.metrics.get("train") or {}).get("global_step"),
                 "device": r.metrics.get("device_name"),
                 "wall_time_s": r.metrics.get("wall_time_s"),
                 "data": data_description(r),

@@ -74,6 +74,11 @@ def check(values: list[dict]) -> list[str]:
             continue
         pub = lookup(v["table"], v["row"], v["column"])
         tol = tolerance(v["table"], pub)
+        value = v.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            failures.append(f"{v['table']} {v['row']} {v['column']}: this run gave no number "
+                            f"({value!r}), published {pub.value:g}")  # fmt: skip
+            continue
         if not abs(v["value"] - pub.value) <= tol:
             failures.append(
                 f"{v['table']} {v['row']} {v['column']}: this run {v['value']:.4g}, published "
@@ -82,6 +87,25 @@ def check(values: list[dict]) -> list[str]:
                 + f" (tolerance {tol:.3g})"
             )
     return failures
+
+
+def compare(doc: dict) -> dict:
+    """A chapter's metrics file (``write_chapter_metrics``) set against the published numbers.
+
+    Returns ``status`` ("matches", "differs", "not comparable" or "no published numbers"),
+    ``values`` (how many reported values have a published counterpart), ``failures`` (the
+    lines of :func:`check`) and ``reason`` (why the run is not comparable). A run that is
+    not comparable (offline data, another profile, a bounded run) is reported as such, never
+    as a match or a difference, whatever its numbers.
+    """
+    values = [v for v in doc.get("values") or [] if v.get("table") in tables()]
+    out = {"values": len(values), "failures": check(values), "reason": ""}
+    if not values:
+        return {**out, "status": "no published numbers"}
+    if not doc.get("comparable_to_paper"):
+        reason = doc.get("not_comparable_reason") or "the run is not marked comparable"
+        return {**out, "status": "not comparable", "reason": reason}
+    return {**out, "status": "differs" if out["failures"] else "matches"}
 
 
 def entries(table: str | None = None) -> list[Published]:

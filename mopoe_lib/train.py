@@ -249,9 +249,10 @@ class Trainer:
             for tmp in stale_temporaries(self.out):
                 log(f"[train] removing {tmp.name}, a checkpoint write that was interrupted")
                 tmp.unlink(missing_ok=True)
-        self.bf16 = tc.bf16 and self.device.type == "cuda"
+        # bfloat16 autocast on CUDA, and on CPUs (those without bf16 instructions emulate it)
+        self.bf16 = tc.bf16 and self.device.type in ("cuda", "cpu")
         if tc.bf16 and not self.bf16:
-            log("[train] bf16 autocast is for CUDA; training in float32")
+            log(f"[train] bf16 autocast is not available on {self.device.type}; float32")
         if tc.compile:
             for module in (*self.model.encoders.values(), *self.model.decoders.values()):
                 module.compile()  # in place: the state dict keeps its keys
@@ -411,6 +412,7 @@ class Trainer:
             perm = torch.randperm(len(self.data), generator=self.generator)
             first = 0
             sums = torch.zeros(2 + num_mod, dtype=torch.float64, device=self.device)
+        steps = min(steps, first + self.steps_left())  # train.max_steps may cut it short
         start = time.perf_counter()
         bar = tqdm(range(first, steps), desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
                    disable=not self.progress, leave=False, dynamic_ncols=True)  # fmt: skip
@@ -451,6 +453,14 @@ class Trainer:
             "samples_per_second": (steps - first) * b / seconds,
         }
 
+    def steps_left(self) -> int:
+        """Optimizer steps before ``train.max_steps`` (a large number when unbounded)."""
+        bound = self.cfg.train.max_steps
+        return max(0, bound - self.global_step) if bound is not None else 1 << 62
+
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.train.epochs or self.steps_left() == 0
+
     def train_seconds(self) -> float:
         """Wall time spent in :meth:`fit`, over this and every earlier (resumed) session."""
         now = 0.0 if self._session_start is None else time.perf_counter() - self._session_start
@@ -466,7 +476,7 @@ class Trainer:
         writer = _tensorboard(self.out) if self.is_main else None
         logs = []
         try:
-            while self.epoch < tc.epochs:
+            while not self.done():
                 entry = self.train_epoch(on_step)
                 logs.append(entry)
                 if self.is_main:
@@ -479,7 +489,7 @@ class Trainer:
                         writer.add_scalar(f"train/rec_{m}", v, self.epoch)
                 self.log(f"[train] epoch {self.epoch}/{tc.epochs}: loss {entry['loss']:.2f}, "
                          f"kl {entry['kl']:.2f}, {entry['seconds']:.1f} s")  # fmt: skip
-                if self.epoch % tc.checkpoint_every == 0 or self.epoch == tc.epochs:
+                if self.epoch % tc.checkpoint_every == 0 or self.done():
                     self.save_checkpoint()
                 if on_epoch is not None and self.is_main:
                     on_epoch(self, entry)
@@ -755,7 +765,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-root", default="data", help="prepared data (python -m data_prep)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-eval", action="store_true", help="train only")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile encoders/decoders")
     p.add_argument("--require-real", action="store_true",
                    help="refuse stand-in data and never prepare offline data")  # fmt: skip

@@ -93,6 +93,55 @@ def test_estimate_prefers_the_recorded_run(tmp_path):
     assert "polymnist/mopoe" in chapters.describe_plan("x", "cpu", 0, metrics)
 
 
+def test_a_bounded_run_never_times_an_unbounded_one_nor_the_other_way_round(tmp_path):
+    metrics, executed = tmp_path / "m.json", tmp_path / "x.ipynb"
+    run = {"dataset": "polymnist", "method": "mopoe", "seed": 0, "wall_time_s": {"total": 50.0}}
+    metrics.write_text(json.dumps({"runs": [run], "bounded": None}))  # a full run recorded
+    assert chapters.estimate_seconds(executed, metrics, "paper", "08_polymnist", 2) == (
+        None, "no earlier run bounded to 2 updates")  # fmt: skip
+    assert chapters.estimate_seconds(executed, metrics, "paper", "08_polymnist")[0] == 50.0
+    metrics.write_text(json.dumps({"runs": [run], "bounded": [2]}))  # a bounded run recorded
+    assert chapters.estimate_seconds(executed, metrics, "paper", None, 2)[0] == 50.0
+    assert chapters.estimate_seconds(executed, metrics, "paper", None, 3)[0] is None
+    assert chapters.estimate_seconds(executed, metrics, "paper")[0] == 6 * 3600  # rough figure
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"duration": 7.0, "parameters": {"profile": "paper", "max_steps": 2}}
+    nbformat.write(nb, executed)
+    assert chapters.estimate_seconds(executed, metrics, "paper", None, 2) == (
+        7.0, "the previous execution")  # fmt: skip
+    assert chapters.estimate_seconds(executed, metrics, "paper")[0] == 6 * 3600
+    assert chapters.describe_left([(60.0, "a"), (None, "b"), (3540.0, "c")]) == (
+        "about 60 min left for 3 chapters, 1 of them without an estimate")  # fmt: skip
+    assert chapters.describe_left([(None, "b")]) == "time left for 1 chapter unknown"
+
+
+def test_max_steps_is_passed_only_to_the_chapters_that_declare_it():
+    declared = {p.stem: chapters._declared_parameters(p)
+                for p in sorted(chapters.EXPERIMENTS.glob("[0-9]*.ipynb"))}  # fmt: skip
+    assert "max_steps" not in declared.pop("00_datasets")  # it trains nothing
+    assert declared and all("max_steps" in names for names in declared.values()), declared
+
+
+def test_a_run_that_is_not_comparable_gives_every_reason_once_with_its_models(tmp_path):
+    from mopoe_lib.config import bounded_overrides, make_config
+
+    def fake(method, profile, bound, real):
+        cfg = make_config("polymnist", method, profile, bounded_overrides(bound))
+        info = {"description": "PolyMNIST (offline)", "comparable_to_paper": real}
+        return experiment.Run(cfg, None, {"data": {"train": info}}, tmp_path, False)
+
+    runs = [fake("mopoe", "paper", 2, False), fake("mvae", "paper", 2, False)]
+    text = experiment.not_comparable_reason(runs)
+    assert text == ("polymnist/mopoe, polymnist/mvae: trained on PolyMNIST (offline), not the "
+                    "paper's data; polymnist/mopoe, polymnist/mvae: a bounded run (2 updates "
+                    "and a small evaluation, train.max_steps): a check of the code, not a "
+                    "reproduction.")  # fmt: skip
+    assert "the cpu profile" in experiment.not_comparable_reason([fake("mopoe", "cpu", None, True)])
+    full = fake("mopoe", "paper", None, True)
+    assert experiment.not_comparable_reason([full]) == "" and experiment.comparable_to_paper(full)
+    assert not experiment.comparable_to_paper(fake("mopoe", "paper", 2, True))
+
+
 def test_report_goes_to_the_side_channel_only_under_the_runner(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(progress.ENV, raising=False)
     progress.report("plain")

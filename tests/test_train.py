@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import mst_like
 
-from mopoe_lib.config import Config, ConfigError, make_config
+from mopoe_lib.config import Config, ConfigError, bounded_overrides, make_config
 from mopoe_lib.data import DataError, from_tensors
 from mopoe_lib.train import (
     CheckpointMismatchError,
@@ -84,6 +84,46 @@ def test_a_resumed_run_reports_the_training_time_of_every_session(tmp_path, data
     assert wt["train_all_sessions"] == pytest.approx(earlier + wt["train"], abs=0.5)
     assert wt["train_all_sessions"] > wt["train"]
     assert _state(tmp_path)["train_seconds"] == pytest.approx(wt["train_all_sessions"], abs=0.5)
+
+
+def test_max_steps_stops_training_at_the_bound_and_cuts_the_last_epoch_short(tmp_path, data):
+    # 48 tuples in batches of 16: 3 steps per epoch; a bound of 5 gives epochs of 3 and 2
+    metrics = _run(_cfg(**{"train.epochs": 10, "train.max_steps": 5}), tmp_path, data)
+    assert metrics["train"]["global_step"] == 5 and metrics["train"]["epochs"] == 2
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["global_step"] for e in logs] == [3, 5]
+    assert _state(tmp_path)["global_step"] == 5  # the bound's end is checkpointed
+    # resuming a run that reached its bound trains nothing more
+    again = _run(_cfg(**{"train.epochs": 10, "train.max_steps": 5}), tmp_path, data, resume=True)
+    assert again["train"]["global_step"] == 5
+
+
+def test_a_bounded_run_spans_two_checkpointed_epochs_and_resumes_exactly(tmp_path, data):
+    bound = bounded_overrides(4)
+    assert bounded_overrides(None) == {}
+    with pytest.raises(ConfigError, match="max_steps must be an integer >= 2"):
+        bounded_overrides(1)
+    full, part = tmp_path / "full", tmp_path / "part"
+    _run(_cfg(**bound), full, data)
+    assert _state(full)["global_step"] == 4 and _state(full)["epoch"] == 2
+    _run(_cfg(**{**bound, "train.epochs": 1}), part, data)  # stopped after the first epoch
+    assert _state(part)["global_step"] == 2
+    _run(_cfg(**bound), part, data, resume=True)
+    for k, v in _state(full)["model"].items():
+        assert torch.equal(v, _state(part)["model"][k]), k
+
+
+def test_bf16_autocast_and_compile_train_on_the_cpu(tmp_path, data):
+    """The GPU switches run their code on the CPU: bfloat16 autocast in every step, and
+    torch.compile'd networks whose checkpoint keeps the plain state-dict keys."""
+    plain = _run(_cfg(**{"train.epochs": 1}), tmp_path / "fp32", data)
+    bf16 = _run(_cfg(**{"train.epochs": 1, "train.bf16": True}), tmp_path / "bf16", data)
+    lp, lb = plain["train"]["final"]["loss"], bf16["train"]["final"]["loss"]
+    assert lb == pytest.approx(lp, rel=0.05) and lb != lp  # autocast ran, and changed little
+    pytest.importorskip("torch._inductor")
+    compiled = _run(_cfg(**{"train.epochs": 1, "train.compile": True}), tmp_path / "c", data)
+    assert compiled["train"]["final"]["loss"] == pytest.approx(lp, rel=1e-3)
+    assert set(_state(tmp_path / "c")["model"]) == set(_state(tmp_path / "fp32")["model"])
 
 
 def test_resume_after_a_crash_drops_log_lines_past_the_checkpoint(tmp_path, data):
