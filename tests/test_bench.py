@@ -132,3 +132,18 @@ def test_the_race_probes_the_weights_each_library_trained(tmp_path):
                        peer=False, log=logs.append)  # fmt: skip
     assert never["mopoe_lib"]["reached"] is None and len(never["mopoe_lib"]["points"]) == 2
     assert [r[1] for r in race_rows({"race": never})] == ["not reached"]
+
+
+def test_the_gpu_benchmark_runs_its_code_on_the_cpu_and_projects_the_paper_run():
+    from mopoe_lib.bench import bench_gpu
+
+    lines = []
+    out = bench_gpu("cpu", n=64, batch=32, log=lines.append,
+                    variants=((False, False), (True, False)))  # fmt: skip
+    for name in ("fp32", "bf16"):
+        r = out[name]
+        assert r["epoch_s"] > 0 and r["samples_per_second"] == pytest.approx(64 / r["epoch_s"])
+        # 300 epochs of 60,000 tuples at this epoch's speed
+        assert r["paper_run_h"] == pytest.approx(r["epoch_s"] * 300 * 60_000 / 64 / 3600)
+    assert out["config"] == {"n": 64, "B": 32, "device": "cpu", "epochs": 300}
+    assert "the paper's 300 epochs of 60,000 tuples" in lines[0]
