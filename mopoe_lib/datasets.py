@@ -7,6 +7,8 @@ Three multimodal datasets, each returning ``(dict modality name -> float tensor,
   label an ``int`` digit.
 - :class:`BimodalCelebA`: ``img`` (3x64x64), ``text`` (256 x 71 one-hot), label a float tensor of
   0/1 attributes (40 for the real CelebA, fewer for the stand-in), see ``attribute_names``.
+- :class:`CubCaptions`: ``img`` (3x64x64) and ``sent`` (32 word indices), one sample per
+  caption; label the image's class (real CUB) or its attributes (the stand-in).
 
 Everything is held in memory as uint8 tensors (images) and uint8 character indices (text);
 ``__getitem__`` converts one item to the model format, ``tensors()`` returns the whole split in
@@ -30,6 +32,7 @@ from torch.utils.data import Dataset
 __all__ = [
     "ALPHABET",
     "BimodalCelebA",
+    "CubCaptions",
     "CELEBA_ATTRIBUTES",
     "CELEBA_TEXT_LENGTH",
     "DIGIT_WORDS",
@@ -71,7 +74,8 @@ CELEBA_ATTRIBUTES = (
 # Layout of a prepared directory: ROOT/<DIRS[name]>/manifest.json plus .npy files.
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DIRS = {"polymnist": "polymnist", "mnist_svhn_text": "mnist_svhn_text", "celeba": "celeba"}
+DIRS = {"polymnist": "polymnist", "mnist_svhn_text": "mnist_svhn_text", "celeba": "celeba",
+        "cub": "cub"}  # fmt: skip
 
 
 def encode_text(text: str, length: int | None = None) -> np.ndarray:
@@ -286,6 +290,65 @@ class BimodalCelebA(_Prepared):
     def tensors(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``({"img": (N, 3, 64, 64) uint8, "text": (N, 256) uint8}, (N, K) uint8 0/1)``."""
         return {"img": self.img, "text": self.text}, self.labels
+
+
+class CubCaptions(_Prepared):
+    """CUB image-caption pairs: ``({"img": 3x64x64, "sent": (32,) word indices}, label)``.
+
+    One sample per caption, ten per image (caption ``i`` with image ``i // 10``), as Shi et
+    al. train. ``words`` is the vocabulary (``<exc>`` 0, ``<pad>`` 1, ``<eos>`` 2, ...), and
+    :meth:`caption` turns indices back into text. The label is the image's class (real CUB)
+    or its attributes (the stand-in; ``attribute_names``, ``attribute_values``).
+    """
+
+    dataset_name = "cub"
+    modalities = ("img", "sent")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        require_real: bool = False,
+        verify: bool = False,
+    ):
+        super().__init__(root, split, require_real, verify)
+        self.words = tuple(self.manifest["vocabulary"])
+        self.per_image = int(self.manifest["captions_per_image"])
+        self.attribute_names = tuple(self.manifest.get("attribute_names") or ())
+        self.attribute_values = self.manifest.get("attribute_values") or {}
+        self.img = self._load("img")
+        self.captions = self._load("captions")
+        self.lengths = self._load("lengths")
+        self.image_labels = self._load("labels")
+        self.features = self._load("features") if self.manifest.get("features") else None
+        self.image_index = torch.arange(len(self.captions)) // self.per_image
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def decode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Storage -> model format: images uint8 -> float in [0, 1], words int16 -> int64."""
+        return {k: v.long() if k == "sent" else v.float().div_(255.0) for k, v in batch.items()}
+
+    def __getitem__(self, i: int):
+        j = int(self.image_index[i])
+        x = self.decode({"img": self.img[j], "sent": self.captions[i]})
+        return x, self.image_labels[j].long()
+
+    def caption(self, ids) -> str:
+        """Word indices -> the caption up to its first ``<eos>``, ``<pad>`` dropped."""
+        out = []
+        for i in torch.as_tensor(ids).tolist():
+            if i == 2:
+                break
+            if i != 1:
+                out.append(self.words[i])
+        return " ".join(out)
+
+    def tensors(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``({"img": (N_img, 3, 64, 64) uint8, "sent": (N, 32) int16}, labels of the N
+        captions)``; ``image_index`` (N,) maps each caption to its image row."""
+        return {"img": self.img, "sent": self.captions}, self.image_labels[self.image_index]
 
 
 def _command(dataset: str, root: Path, real: bool = False) -> str:
