@@ -279,6 +279,7 @@ def _dataset_class(name: str):
         "polymnist": datasets.PolyMNIST,
         "mnist_svhn_text": datasets.MnistSvhnText,
         "celeba": datasets.BimodalCelebA,
+        "cub": datasets.CubCaptions,
     }[name]
 
 
@@ -332,6 +333,9 @@ def load(
         rows = {"mnist": pairs[:, 0], "svhn": pairs[:, 1]}
         labels = ds.labels[perm]
         order = "perm0"  # part of data_id: checkpoints and classifiers of the old order are stale
+    elif name == "cub":  # one sample per caption; each image stored once (ten captions each)
+        data, labels = ds.tensors()
+        rows, order = {"img": ds.image_index}, None
     else:
         data, labels = ds.tensors()
         rows, order = {}, None
@@ -351,6 +355,9 @@ def load(
         "prepare_args": manifest.get("args"),
         "attribute_names": list(getattr(ds, "attribute_names", []) or []),
     }
+    if name == "cub":
+        info.update(vocabulary=list(ds.words), attribute_values=ds.attribute_values,
+                    captions_per_image=ds.per_image)  # fmt: skip
     if ds.stand_in:
         log(f"[data] NOTE: {name} is a STAND-IN ({ds.description})")
     return TensorData(dict(data), labels, ds.decode, info, rows)

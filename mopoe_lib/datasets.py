@@ -315,7 +315,8 @@ class CubCaptions(_Prepared):
         self.words = tuple(self.manifest["vocabulary"])
         self.per_image = int(self.manifest["captions_per_image"])
         self.attribute_names = tuple(self.manifest.get("attribute_names") or ())
-        self.attribute_values = self.manifest.get("attribute_values") or {}
+        values = self.manifest.get("attribute_values") or {}  # JSON keys come back sorted
+        self.attribute_values = {a: tuple(values[a]) for a in self.attribute_names}
         self.img = self._load("img")
         self.captions = self._load("captions")
         self.lengths = self._load("lengths")
@@ -327,8 +328,11 @@ class CubCaptions(_Prepared):
         return len(self.captions)
 
     def decode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Storage -> model format: images uint8 -> float in [0, 1], words int16 -> int64."""
-        return {k: v.long() if k == "sent" else v.float().div_(255.0) for k, v in batch.items()}
+        """Storage -> model format: images uint8 -> float in [0, 1], words -> one-hot over
+        the vocabulary (32, V) float, like the library's other text."""
+        v = len(self.words)
+        return {k: torch.nn.functional.one_hot(t.long(), v).float() if k == "sent"
+                else t.float().div_(255.0) for k, t in batch.items()}  # fmt: skip
 
     def __getitem__(self, i: int):
         j = int(self.image_index[i])
@@ -336,9 +340,12 @@ class CubCaptions(_Prepared):
         return x, self.image_labels[j].long()
 
     def caption(self, ids) -> str:
-        """Word indices -> the caption up to its first ``<eos>``, ``<pad>`` dropped."""
+        """Word indices (32,) or one-hot (32, V) -> the caption up to its first ``<eos>``,
+        ``<pad>`` dropped."""
+        ids = torch.as_tensor(ids)
+        ids = ids.argmax(-1) if ids.dim() == 2 else ids
         out = []
-        for i in torch.as_tensor(ids).tolist():
+        for i in ids.tolist():
             if i == 2:
                 break
             if i != 1:

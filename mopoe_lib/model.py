@@ -530,6 +530,7 @@ def build_model(cfg) -> MultimodalVAE:
         image_likelihood=mc.image_likelihood,
         gaussian_scale=mc.gaussian_scale,
         text_likelihood=mc.text_likelihood,
+        vocab_size=mc.vocab_size,
     )
     return MultimodalVAE(
         nets.modalities,

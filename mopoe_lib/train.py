@@ -726,6 +726,11 @@ def run_evaluation(trainer: Trainer, train_data, test_data, data_root, progress,
 
     cfg, device = trainer.cfg, trainer.device
     ec = cfg.eval
+    if cfg.dataset == "cub":  # no class labels per modality: evaluation.cub's own metrics
+        from .evaluation import cub
+
+        return cub.evaluate(trainer.model, train_data.to(device), test_data.to(device), ec,
+                            data_root=data_root, device=device, seed=cfg.seed, log=log)  # fmt: skip
     cache = Path(ec.classifier_dir) if ec.classifier_dir else Path(data_root) / "classifiers"
     devices = [device] if device.type == "cuda" else []
     # The classifiers are measuring instruments: trained on every training sample of their

@@ -20,13 +20,14 @@ from ..likelihoods import (
     OfficialCategorical,
     rec_weights_by_size,
 )
-from . import celeba, mnist_svhn_text, polymnist
+from . import celeba, cub, mnist_svhn_text, polymnist
 
-DATASETS = ("polymnist", "mnist_svhn_text", "celeba")
+DATASETS = ("polymnist", "mnist_svhn_text", "celeba", "cub")
 MODALITIES = {
     "polymnist": tuple(f"m{k}" for k in range(5)),
     "mnist_svhn_text": ("mnist", "svhn", "text"),
     "celeba": ("img", "text"),
+    "cub": ("img", "sent"),
 }
 DATA_SHAPES = {
     "polymnist": dict.fromkeys(MODALITIES["polymnist"], polymnist.IMAGE_SHAPE),
@@ -36,11 +37,17 @@ DATA_SHAPES = {
         "text": mnist_svhn_text.TEXT_SHAPE,
     },
     "celeba": {"img": celeba.IMAGE_SHAPE, "text": celeba.TEXT_SHAPE},
+    # the sentence's vocabulary is the prepared data's (build's vocab_size)
+    "cub": {"img": cub.IMAGE_SHAPE, "sent": cub.sentence_shape(cub.PAPER_VOCABULARY)},
 }
+TEXT_MODALITIES = ("text", "sent")  # one categorical per position
 # Official reconstruction weights where they differ from the paper's size rule (Appendix B:
 # largest modality 1, others scaled by the ratio of sizes). CelebA's code divides by 64*64
 # instead, giving img 1/3 and text 16: the same ratio (48) as the rule, with 1/3 the scale.
 OFFICIAL_REC_WEIGHTS = {"celeba": (1 / 3, 16.0)}
+# Shi et al.'s CUB (llik_scaling): the image scaled by 32 / (3 * 64 * 64), the sentence 1; the
+# ratio of the size rule, at 1/384 of its scale.
+OFFICIAL_REC_WEIGHTS["cub"] = (32 / (3 * 64 * 64), 1.0)
 IMAGE_LIKELIHOODS = ("laplace", "gaussian")
 TEXT_LIKELIHOODS = ("categorical", "official")
 
@@ -74,9 +81,10 @@ def rec_weights(dataset: str, rule="size", modalities: Sequence[str] | None = No
     if rule == "official" and dataset in OFFICIAL_REC_WEIGHTS:
         return torch.tensor(OFFICIAL_REC_WEIGHTS[dataset])
     if rule in ("size", "official"):
-        # Text counts as its number of characters (8 or 256), as in the official code.
+        # Text counts as its number of characters (8 or 256) or words (32), as in the
+        # official code and Shi et al.'s llik_scaling.
         sizes = [
-            DATA_SHAPES[dataset][m][0] if m == "text" else _numel(DATA_SHAPES[dataset][m])
+            DATA_SHAPES[dataset][m][0] if m in TEXT_MODALITIES else _numel(DATA_SHAPES[dataset][m])
             for m in mods
         ]
         return rec_weights_by_size(sizes)
@@ -103,6 +111,7 @@ def build(
     image_likelihood: str = "laplace",
     gaussian_scale: float = 0.1,
     text_likelihood: str = "categorical",
+    vocab_size: int | None = None,
 ) -> Networks:
     """The networks of one dataset at the given latent size (style only for CelebA).
 
@@ -111,6 +120,8 @@ def build(
     ``laplace_scale``) or ``"gaussian"`` (fixed standard deviation ``gaussian_scale``).
     ``text_likelihood``: ``"categorical"`` (with logits) or ``"official"``
     (:class:`~mopoe_lib.likelihoods.OfficialCategorical`, the official code's).
+    ``vocab_size``: the words of CUB's sentences (the prepared data's vocabulary); ``width``
+    is CUB's image base width (Shi et al. 64), half of it the sentence networks' (32).
     """
     if text_likelihood not in TEXT_LIKELIHOODS:
         raise ValueError(f"text_likelihood must be one of {TEXT_LIKELIHOODS}, got "
@@ -127,6 +138,12 @@ def build(
         raise ValueError(f"{dataset} has modalities {MODALITIES[dataset]}, not {unknown}")
     if style_dim and dataset != "celeba":
         raise ValueError("modality-specific (style) latents are implemented for celeba only")
+    shapes = dict(DATA_SHAPES[dataset])
+    if dataset == "cub":
+        if not isinstance(vocab_size, int) or vocab_size < 4:
+            raise ValueError(f"cub needs vocab_size, the number of words of the prepared "
+                             f"vocabulary (at least 4), got {vocab_size!r}")  # fmt: skip
+        shapes["sent"] = cub.sentence_shape(vocab_size)
     enc, dec, lik = {}, {}, {}
     for m in mods:
         if dataset == "polymnist":
@@ -135,11 +152,17 @@ def build(
         elif dataset == "mnist_svhn_text":
             enc[m] = mnist_svhn_text.Encoder(m, latent_dim)
             dec[m] = mnist_svhn_text.DECODERS[m](latent_dim)
+        elif dataset == "cub" and m == "img":
+            enc[m] = cub.ImageEncoder(latent_dim, width)
+            dec[m] = cub.ImageDecoder(latent_dim, width)
+        elif dataset == "cub":
+            enc[m] = cub.SentenceEncoder(latent_dim, vocab_size, max(1, width // 2))
+            dec[m] = cub.SentenceDecoder(latent_dim, enc[m].embedding, max(1, width // 2))
         else:
             enc[m] = celeba.Encoder(m, latent_dim, style_dim, width)
             dec[m] = celeba.DECODERS[m](latent_dim, style_dim, width)
-        shape = DATA_SHAPES[dataset][m]
-        if m == "text":
+        shape = shapes[m]
+        if m in TEXT_MODALITIES:
             lik[m] = OfficialCategorical(2) if text_likelihood == "official" else Categorical(2)
         elif image_likelihood == "gaussian":
             lik[m] = Gaussian(len(shape), scale=gaussian_scale)
@@ -151,7 +174,7 @@ def build(
         decoders=dec,
         likelihoods=lik,
         rec_weights=rec_weights(dataset, rec_weight_rule, mods),
-        data_shapes={m: DATA_SHAPES[dataset][m] for m in mods},
+        data_shapes={m: shapes[m] for m in mods},
     )
 
 
@@ -178,4 +201,8 @@ def classifier(dataset: str, modality: str, num_outputs: int = 10, width: int = 
         )
     if dataset == "mnist_svhn_text":
         return mnist_svhn_text.Classifier(modality, num_outputs)
+    if dataset == "cub":
+        if modality != "img":
+            raise ValueError("cub's captions are read by parsing, not by a classifier")
+        return cub.Classifier(num_outputs, width)
     return celeba.Classifier(modality, num_outputs, width)
