@@ -9,8 +9,7 @@ import time
 from . import celeba, cub, mnist_svhn_text, polymnist
 from .common import DataPrepError, default_workers
 
-DATASETS = ("polymnist", "mnist_svhn_text", "celeba")  # "all"
-OTHERS = ("cub",)  # prepared by name only
+DATASETS = ("polymnist", "mnist_svhn_text", "celeba", "cub")
 # --small: tiny sets for tests and smoke runs (seconds), unless a size option is given.
 SMALL = {
     "polymnist": {"n_train": 200, "n_test": 50},
@@ -48,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("dataset", choices=(*DATASETS, *OTHERS, "all"))
+    p.add_argument("dataset", choices=(*DATASETS, "all"))
     p.add_argument("--root", required=True, help="output directory (ROOT/<dataset>/ is written)")
     p.add_argument("--source", default="offline", choices=("offline", "real", "mnist", "official"))
     p.add_argument("--source-dir", help="where the real files are (see sources below)")

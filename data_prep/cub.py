@@ -51,7 +51,7 @@ SPECIAL = ("<exc>", "<pad>", "<eos>")
 EXC, PAD, EOS = 0, 1, 2
 IMAGE_SIZE = 64
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-OFFLINE_SIZES = {"train": 4000, "test": 500}
+OFFLINE_SIZES = {"train": 2000, "test": 500}
 HOW_TO_GET = (
     "Get Shi et al.'s CUB folder (CUB-200-2011 images split by class, with Reed et al.'s "
     "captions) from http://www.robots.ox.ac.uk/~yshi/mmdgm/datasets/cub.zip and unzip it; "

@@ -148,13 +148,14 @@ def _declared_parameters(src: Path) -> set[str]:
 
 # Seconds per chapter when no earlier run of the profile is recorded here; a recorded
 # run's time replaces them. Measured on 2 idle CPU cores (AMD EPYC): cpu in a fresh-clone
-# `make book` at commit bb3a080, smoke with `--profile smoke --force` at 0cb4d97. Other
+# `make book` at commit bb3a080, smoke with `--profile smoke --force` at 0cb4d97; 12_cub
+# alone with a fresh data root (its data and classifier included), 2026-12-07. Other
 # chapters, and paper (one GPU, never timed whole here), fall back to a rough figure.
 MEASURED_S = {
     "smoke": {"00_datasets": 12, "08_polymnist": 70, "09_mnist_svhn_text": 24,
-              "10_celeba": 23, "11_mmvae_mnist_svhn": 12},
+              "10_celeba": 23, "11_mmvae_mnist_svhn": 12, "12_cub": 10},
     "cpu": {"00_datasets": 8, "08_polymnist": 1576, "09_mnist_svhn_text": 1102,
-            "10_celeba": 155, "11_mmvae_mnist_svhn": 326},
+            "10_celeba": 155, "11_mmvae_mnist_svhn": 326, "12_cub": 199},
 }  # fmt: skip
 PROFILE_ESTIMATE_S = {"smoke": 120, "cpu": 900, "paper": 6 * 3600}
 

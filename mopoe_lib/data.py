@@ -272,6 +272,18 @@ def _count_non_finite(t: torch.Tensor, rows: torch.Tensor | None, chunk: int = 4
     return (total, first) if total else None
 
 
+def cub_vocab_size(root: str | Path) -> int:
+    """The number of words of the prepared CUB vocabulary under ``root`` (its manifest)."""
+    path = Path(root) / "cub" / "manifest.json"
+    try:
+        return len(json.loads(path.read_text())["vocabulary"])
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(f"CUB is not prepared in {root} ({path}: {err}); the vocabulary size "
+                        f"comes from it. Run: python -m data_prep cub --root {root} --source "
+                        "real --source-dir DIR (or without --source for the offline stand-in)"
+                        ) from None  # fmt: skip
+
+
 def _dataset_class(name: str):
     from . import datasets  # written by data_prep's author; imported only when loading from disk
 
@@ -335,7 +347,7 @@ def load(
         order = "perm0"  # part of data_id: checkpoints and classifiers of the old order are stale
     elif name == "cub":  # one sample per caption; each image stored once (ten captions each)
         data, labels = ds.tensors()
-        rows, order = {"img": ds.image_index}, None
+        rows, order = {m: ds.image_index for m in data if m != "sent"}, None
     else:
         data, labels = ds.tensors()
         rows, order = {}, None

@@ -329,10 +329,11 @@ class CubCaptions(_Prepared):
 
     def decode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Storage -> model format: images uint8 -> float in [0, 1], words -> one-hot over
-        the vocabulary (32, V) float, like the library's other text."""
+        the vocabulary (32, V) float, like the library's other text; features as they are."""
         v = len(self.words)
         return {k: torch.nn.functional.one_hot(t.long(), v).float() if k == "sent"
-                else t.float().div_(255.0) for k, t in batch.items()}  # fmt: skip
+                else t.float() if k == "feat" else t.float().div_(255.0)
+                for k, t in batch.items()}  # fmt: skip
 
     def __getitem__(self, i: int):
         j = int(self.image_index[i])
@@ -353,9 +354,13 @@ class CubCaptions(_Prepared):
         return " ".join(out)
 
     def tensors(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """``({"img": (N_img, 3, 64, 64) uint8, "sent": (N, 32) int16}, labels of the N
-        captions)``; ``image_index`` (N,) maps each caption to its image row."""
-        return {"img": self.img, "sent": self.captions}, self.image_labels[self.image_index]
+        """``({"img": (N_img, 3, 64, 64) uint8, "sent": (N, 32) int16[, "feat": (N_img,
+        2048) float32]}, labels of the N captions)``; ``image_index`` (N,) maps each caption
+        to its image row (of ``img`` and ``feat``)."""
+        data = {"img": self.img, "sent": self.captions}
+        if self.features is not None:
+            data["feat"] = self.features
+        return data, self.image_labels[self.image_index]
 
 
 def _command(dataset: str, root: Path, real: bool = False) -> str:

@@ -157,6 +157,10 @@ def train_or_load(
     cfg = make_config(dataset, method, profile,
                       dict(overrides or {}, seed=seed, **bounded_overrides(max_steps)),
                       preset=preset)  # fmt: skip
+    if dataset == "cub" and cfg.model.vocab_size is None:  # the prepared captions' vocabulary
+        from .data import cub_vocab_size
+
+        cfg.model.vocab_size = cub_vocab_size(data_root)
     out = run_dir(cfg, runs_root)
     log_file = out / TRAIN_LOG
     earlier = log_file.read_text().splitlines() if log_file.is_file() else []

@@ -100,11 +100,12 @@ def compare(doc: dict) -> dict:
     """
     values = [v for v in doc.get("values") or [] if v.get("table") in tables()]
     out = {"values": len(values), "failures": check(values), "reason": ""}
-    if not values:
+    if not doc.get("comparable_to_paper") and doc.get("runs"):
+        out["reason"] = doc.get("not_comparable_reason") or "the run is not marked comparable"
+    if not values:  # (the reason, if any, still says why the runs are not comparable)
         return {**out, "status": "no published numbers"}
     if not doc.get("comparable_to_paper"):
-        reason = doc.get("not_comparable_reason") or "the run is not marked comparable"
-        return {**out, "status": "not comparable", "reason": reason}
+        return {**out, "status": "not comparable"}
     return {**out, "status": "differs" if out["failures"] else "matches"}
 
 

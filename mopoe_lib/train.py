@@ -560,10 +560,20 @@ def _run(cfg, out_dir, data_root, train_data, test_data, resume, device, progres
     out = Path(out_dir)
     if train_data is None:
         train_data, test_data = load_data(cfg, data_root, log)
-    if cfg.model.modalities is not None:  # a model of some of the data's modalities
-        train_data = train_data.select(cfg.model.modalities)
-        test_data = test_data.select(cfg.model.modalities) if test_data is not None else None
+    from .networks import DEFAULT_MODALITIES
+
+    mods = cfg.model.modalities or DEFAULT_MODALITIES[cfg.dataset]
+    held = set(train_data.modalities)
+    if tuple(mods) != tuple(train_data.modalities) and set(mods) <= held:  # some of the data's
+        train_data = train_data.select(mods)
+        test_data = test_data.select(mods) if test_data is not None else None
     t_data = time.perf_counter() - t0
+    words = train_data.info.get("vocabulary")
+    if cfg.dataset == "cub" and words is not None and len(words) != cfg.model.vocab_size:
+        raise DataError(f"the prepared CUB vocabulary has {len(words)} words but "
+                        f"model.vocab_size is {cfg.model.vocab_size}; set model.vocab_size="
+                        f"{len(words)} (None reads it from the data) or prepare the data that "
+                        "the profile expects")  # fmt: skip
     trainer = Trainer(cfg, train_data, out, device=device, progress=progress, log=log)
     test_dev = test_data.to(trainer.device) if test_data is not None else None
     if trainer.checkpoint_path.is_file():
@@ -802,6 +812,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)
+        if cfg.dataset == "cub" and cfg.model.vocab_size is None:
+            cfg.model.vocab_size = data_mod.cub_vocab_size(args.data_root)
         run(cfg, args.out, data_root=args.data_root, resume=args.resume, device=args.device,
             progress=not args.no_progress, evaluate=not args.no_eval)  # fmt: skip
     except (

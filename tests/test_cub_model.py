@@ -58,7 +58,9 @@ def test_sentence_networks_embed_one_hot_words_and_tie_the_output_layer():
 def test_cub_models_train_every_method_and_weigh_the_sentence_by_its_words():
     cfg = make_config("cub", "mopoe", "smoke")
     with pytest.raises(ConfigError, match="vocab_size must be the number of words"):
-        make_config("cub", "mopoe", "smoke", {"model.vocab_size": None})
+        make_config("cub", "mopoe", "smoke", {"model.vocab_size": 2})
+    with pytest.raises(ValueError, match="cub needs vocab_size"):
+        build_model(make_config("cub", "mopoe", "paper"))  # None: train_or_load reads it
     with pytest.raises(ConfigError, match="curve_every_steps must be 0 for cub"):
         make_config("cub", "mopoe", "smoke", {"train.curve_every_steps": 5})
     # Shi et al.'s llik_scaling: the image by 32 / (3 * 64 * 64), the sentence by 1
@@ -167,3 +169,74 @@ def test_the_attribute_classifier_learns_the_stand_in(standin, tmp_path):
     sizes = [len(v) for v in values.values()]
     assert torch.equal(E.read_attributes(clf, x, sizes), E.read_attributes(again, x, sizes))
     assert len(list(tmp_path.glob("cub_img_attributes_*.pt"))) == 1  # cached once
+
+
+def test_a_vocabulary_that_differs_from_the_model_s_is_named(standin, tmp_path):
+    from mopoe_lib.data import DataError, cub_vocab_size
+    from mopoe_lib.train import run
+
+    train, test = standin
+    cfg = make_config("cub", "mopoe", "smoke", {"model.vocab_size": 40})
+    with pytest.raises(DataError, match="has 35 words but model.vocab_size is 40"):
+        run(cfg, tmp_path / "r", train_data=train, test_data=test, device="cpu",
+            progress=False, log=lambda s: None)  # fmt: skip
+    assert cub_vocab_size(train.info["root"]) == 35
+    with pytest.raises(DataError, match="CUB is not prepared.*data_prep cub"):
+        cub_vocab_size(tmp_path)
+
+
+def test_a_claim_needs_coherence_two_standard_errors_above_chance():
+    from mopoe_lib.figures.cub import above_chance
+
+    # 400 attributes at chance 0.25: one standard error is sqrt(0.25 * 0.75 / 400) = 0.0217
+    assert above_chance({"coherence": 0.30, "chance": 0.25, "count": 400}) == (
+        True, pytest.approx(0.021651, abs=1e-6))  # fmt: skip
+    assert above_chance({"coherence": 0.29, "chance": 0.25, "count": 400})[0] is False
+    assert above_chance({"coherence": float("nan"), "chance": 0.25, "count": 0})[0] is False
+
+
+def test_the_feature_model_of_shi_et_al_and_its_nearest_neighbour_display(tmp_path):
+    from test_cub_data import write_cub
+
+    from data_prep import cub as prep
+    from mopoe_lib.train import run
+
+    enc, dec = N.FeatureEncoder(64), N.FeatureDecoder(64)
+    lin = lambda i, o: i * o + o  # noqa: E731
+    assert sum(p.numel() for p in enc.parameters()) == (
+        lin(2048, 1024) + lin(1024, 512) + lin(512, 256) + 2 * lin(256, 64)
+    )
+    assert sum(p.numel() for p in dec.parameters()) == (
+        lin(64, 256) + lin(256, 512) + lin(512, 1024) + lin(1024, 2048)
+    )
+    # Shi et al.'s README: llik_scaling 0.002 for the features (cubISft)
+    torch.testing.assert_close(networks.rec_weights("cub", "official", ["feat", "sent"]),
+                               torch.tensor([0.002, 1.0]))  # fmt: skip
+    write_cub(tmp_path / "raw", per_class=2)
+    torch.manual_seed(0)
+    import torchvision
+
+    torch.save(torchvision.models.resnet101().state_dict(), tmp_path / "r101.pth")
+    prep.prepare(tmp_path / "d", "real", source_dir=tmp_path / "raw", features="resnet101",
+                 resnet_weights=tmp_path / "r101.pth", quiet=True)  # fmt: skip
+    train = load("cub", tmp_path / "d", "train", log=lambda s: None)
+    test = load("cub", tmp_path / "d", "test", log=lambda s: None)
+    assert train.modalities == ("img", "sent", "feat") and torch.equal(
+        train.rows["feat"], train.rows["img"])  # fmt: skip
+    vocab = len(train.info["vocabulary"])
+    # a random ResNet's features lie far outside a trained one's: train on features in [0, 1]
+    for d in (train, test):
+        d.data["feat"] = torch.rand_like(d.data["feat"])
+    cfg = make_config("cub", "mmvae", "smoke", {"model.modalities": ["feat", "sent"],
+                                                "model.vocab_size": vocab})  # fmt: skip
+    metrics = run(cfg, tmp_path / "r", train_data=train, test_data=test, device="cpu",
+                  progress=False, log=lambda s: None)  # fmt: skip
+    assert set(metrics["eval"]["log_likelihood"]["per_subset"]) == {"feat", "sent", "feat,sent"}
+    # a stored feature's nearest training image is its own image
+    shown = E.nearest_images(train.data["feat"][[2, 0]], train.data["feat"], train.data["img"])
+    assert torch.equal(shown, train.data["img"][[2, 0]])
+    # the default CUB model stays the pixel model, whatever the data also hold
+    pixels = run(make_config("cub", "mopoe", "smoke", {"model.vocab_size": vocab}),
+                 tmp_path / "p", train_data=train, test_data=test, device="cpu",
+                 progress=False, log=lambda s: None)  # fmt: skip
+    assert set(pixels["eval"]["log_likelihood"]["per_subset"]) == {"img", "sent", "img,sent"}

@@ -1,7 +1,7 @@
 """The `paper` reproduction path, end to end, before anyone spends GPU hours on it.
 
 Small data sets are written in the real formats (the official PolyMNIST folders, MNIST IDX
-and SVHN .mat, the CelebA file layout) and prepared with the real ``data_prep --source``
+and SVHN .mat, the CelebA file layout, Shi et al.'s CUB folder) and prepared with the real ``data_prep --source``
 commands. Every chapter of ``book/experiments`` then runs through papermill under the
 ``paper`` profile, bounded to two updates per model and a small evaluation
 (``--max-steps 2``): the paper's networks and latent sizes, the real readers, training,
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_cub_data import write_cub
 from test_data_readers import write_celeba, write_mnist, write_official, write_svhn
 
 from mopoe_lib import chapters
@@ -42,11 +43,13 @@ def _prepare(raw: Path, root: Path) -> None:
     write_svhn(raw, "train", n=60)
     write_svhn(raw, "test", n=40, seed=9)
     write_celeba(raw / "celeba", n=30)
+    write_cub(raw / "cub_zip", per_class=4)
     commands = [
         ["polymnist", "--source", "official", "--source-dir", str(raw / "PolyMNIST")],
         ["mnist_svhn_text", "--source", "real", "--source-dir", str(raw), "--dm", "2",
          "--max-d", "5"],
         ["celeba", "--source", "real", "--source-dir", str(raw / "celeba")],
+        ["cub", "--source", "real", "--source-dir", str(raw / "cub_zip")],
     ]  # fmt: skip
     for args in commands:
         subprocess.run([sys.executable, "-m", "data_prep", *args, "--root", str(root), "--quiet"],
@@ -112,7 +115,7 @@ def test_every_chapter_ran_the_paper_profile_on_the_real_readers(bounded):
             assert run["profile"] == "paper" and run["max_steps"] == BOUND
             assert run["global_step"] == BOUND, run
     # the paper's networks and sizes, from the run folders' configs
-    latent = {"polymnist": 512, "mnist_svhn_text": 20, "celeba": 32}
+    latent = {"polymnist": 512, "mnist_svhn_text": 20, "celeba": 32, "cub": 64}
     for config in (bounded["tmp"] / "runs").glob("*/*/*/config.json"):
         cfg = json.loads(config.read_text())
         paper = make_config(cfg["dataset"], cfg["method"], "paper").to_dict()
@@ -122,7 +125,8 @@ def test_every_chapter_ran_the_paper_profile_on_the_real_readers(bounded):
         assert cfg["model"]["image_likelihood"] == "laplace" and cfg["train"]["max_steps"] == BOUND
     datasets = _metrics(bounded, "00_datasets")["sources"]
     assert {k: v["source"] for k, v in datasets.items()} == {
-        "polymnist": "official", "mnist_svhn_text": "real", "celeba": "real"}  # fmt: skip
+        "polymnist": "official", "mnist_svhn_text": "real", "celeba": "real",
+        "cub": "real"}  # fmt: skip
     assert not any(v["stand_in"] for v in datasets.values())
 
 
@@ -138,10 +142,13 @@ def test_every_metric_was_computed_and_no_run_is_taken_for_a_reproduction(bounde
         assert doc["bounded"] == [BOUND]
         assert f"a bounded run ({BOUND} updates" in doc["not_comparable_reason"]
         report = P.compare(doc)
-        assert report["status"] == "not comparable" and report["values"] > 0, chapter
+        published = any(v["table"] in P.tables() for v in doc["values"])
+        # chapter 12 (CUB) has no published numbers: the slides show only figures
+        assert report["status"] == ("not comparable" if published else "no published numbers")
+        assert "a bounded run" in report["reason"] and (report["values"] > 0) == published
         assert not any("gave no number" in f for f in report["failures"]), report["failures"]
         row = next(x for x in table.splitlines() if x.startswith(chapter))
-        assert "not comparable" in row and "bounded run" in row
+        assert "bounded run" in row
         nb = nbformat.read(bounded["tmp"] / "executed" / f"{chapter}.ipynb", as_version=4)
         shown = json.dumps([c.get("outputs", []) for c in nb.cells])
         assert "This is not a reproduction of the published numbers" in shown, chapter

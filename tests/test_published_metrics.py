@@ -45,7 +45,7 @@ def test_compare_reports_a_run_that_is_not_comparable_whatever_its_numbers():
     good_run = {"comparable_to_paper": True, "values": [ok]}
     assert P.compare(good_run)["status"] == "matches"
     assert P.compare(dict(good_run, values=[bad]))["status"] == "differs"
-    bounded = {"comparable_to_paper": False, "values": [ok],
+    bounded = {"comparable_to_paper": False, "values": [ok], "runs": [{}],
                "not_comparable_reason": "mnist_svhn_text/mopoe is a bounded run"}  # fmt: skip
     report = P.compare(bounded)
     assert report["status"] == "not comparable" and "bounded" in report["reason"]
@@ -53,6 +53,8 @@ def test_compare_reports_a_run_that_is_not_comparable_whatever_its_numbers():
     own = {"table": "figure3_latent", "row": "MoPoE", "column": "1", "value": 0.1}
     assert P.compare({"comparable_to_paper": True, "values": [own]})["status"] == (
         "no published numbers")  # fmt: skip
+    unpublished = P.compare(dict(bounded, values=[own]))  # still says why
+    assert unpublished["status"] == "no published numbers" and "bounded" in unpublished["reason"]
 
 
 @pytest.mark.skipif(not PAPER_RUNS, reason="no `paper` profile run in book/experiments/executed")

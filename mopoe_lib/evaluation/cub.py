@@ -2,7 +2,9 @@
 attribute coherence of generation in the four directions of Shi et al.'s slides.
 
 Real CUB has no attribute labels for its captions, so its generations are judged by eye (and
-by Shi et al. with CCA, not reproduced here). The stand-in knows every bird's attributes:
+by Shi et al. with CCA, not reproduced here); a model of image features instead of pixels
+(``model.modalities = ["feat", "sent"]``) shows a generated feature as the training image
+nearest to it (:func:`nearest_images`), and is evaluated by its log-likelihoods. The stand-in knows every bird's attributes:
 
 - the attributes a caption *states* are read back from its words
   (:func:`data_prep.synthetic_cub.parse_caption`, the inverse of the caption grammar);
@@ -79,8 +81,6 @@ def train_attribute_classifier(train: TensorData, values: dict, *, epochs: int, 
                 x = images[rows[first[idx]].to(images.device)].float().div(255.0).to(device)
             else:
                 x = train.batch(first[idx].to(train.labels.device), ("img",))["img"].to(device)
-            if torch.rand((), generator=gen) < 0.5:  # the stand-in draws birds facing both ways
-                x = x.flip(-1)
             loss = _loss(clf(x), labels[idx].to(device), sizes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -141,6 +141,7 @@ def _share(pairs: list[tuple[dict, np.ndarray]], values: dict) -> dict:
             chance += 1.0 / len(values[a])
     return {"coherence": right / total if total else float("nan"),
             "chance": chance / total if total else float("nan"),
+            "count": total,
             "stated_per_caption": total / max(1, len(pairs)),
             "captions_stating_nothing": empty / max(1, len(pairs))}  # fmt: skip
 
@@ -187,7 +188,17 @@ def attribute_coherence(model, test: TensorData, clf, values: dict, words, *, n:
 def _all_attributes(truth: np.ndarray, shown: np.ndarray, values: dict) -> dict:
     """Every attribute of an image against the reference: the share right and its chance."""
     chance = float(np.mean([1.0 / len(v) for v in values.values()]))
-    return {"coherence": float((truth == shown).mean()), "chance": chance}
+    return {"coherence": float((truth == shown).mean()), "chance": chance, "count": truth.size}
+
+
+@torch.no_grad()
+def nearest_images(queries: torch.Tensor, features: torch.Tensor, images: torch.Tensor,
+                   batch: int = 256) -> torch.Tensor:  # fmt: skip
+    """How Shi et al. show generated image features: the training image whose ResNet-101
+    features are nearest (Euclidean) to each query, (N, 2048) -> (N, 3, 64, 64)."""
+    feats = features.float().to(queries.device)
+    idx = torch.cat([torch.cdist(q.float(), feats).argmin(1) for q in queries.split(batch)])
+    return images[idx.to(images.device)]
 
 
 def evaluate(model, train: TensorData, test: TensorData, ec, *, data_root, device, seed=0,
@@ -204,7 +215,7 @@ def evaluate(model, train: TensorData, test: TensorData, ec, *, data_root, devic
                              "joint": joint, "n_test": n_ll, "samples": ec.ll_samples}  # fmt: skip
     values = test.info.get("attribute_values") or {}
     words = test.info.get("vocabulary")
-    if values and words:
+    if values and words and set(model.modalities) == {"img", "sent"}:
         cache = Path(ec.classifier_dir) if ec.classifier_dir else Path(data_root) / "classifiers"
         with torch.random.fork_rng(devices=[device] if str(device).startswith("cuda") else []):
             clf = train_attribute_classifier(train, values, epochs=ec.classifier_epochs,

@@ -27,8 +27,11 @@ MODALITIES = {
     "polymnist": tuple(f"m{k}" for k in range(5)),
     "mnist_svhn_text": ("mnist", "svhn", "text"),
     "celeba": ("img", "text"),
-    "cub": ("img", "sent"),
+    "cub": ("img", "sent", "feat"),  # feat: ResNet-101 features instead of pixels
 }
+# The modalities of a model when model.modalities is None (every one, except for CUB: an
+# image either as pixels or as features; Shi et al.'s cubIS and cubISft).
+DEFAULT_MODALITIES = {**MODALITIES, "cub": ("img", "sent")}
 DATA_SHAPES = {
     "polymnist": dict.fromkeys(MODALITIES["polymnist"], polymnist.IMAGE_SHAPE),
     "mnist_svhn_text": {
@@ -38,16 +41,21 @@ DATA_SHAPES = {
     },
     "celeba": {"img": celeba.IMAGE_SHAPE, "text": celeba.TEXT_SHAPE},
     # the sentence's vocabulary is the prepared data's (build's vocab_size)
-    "cub": {"img": cub.IMAGE_SHAPE, "sent": cub.sentence_shape(cub.PAPER_VOCABULARY)},
+    "cub": {
+        "img": cub.IMAGE_SHAPE,
+        "sent": cub.sentence_shape(cub.PAPER_VOCABULARY),
+        "feat": (cub.FEATURES,),
+    },
 }
 TEXT_MODALITIES = ("text", "sent")  # one categorical per position
 # Official reconstruction weights where they differ from the paper's size rule (Appendix B:
 # largest modality 1, others scaled by the ratio of sizes). CelebA's code divides by 64*64
 # instead, giving img 1/3 and text 16: the same ratio (48) as the rule, with 1/3 the scale.
 OFFICIAL_REC_WEIGHTS = {"celeba": (1 / 3, 16.0)}
-# Shi et al.'s CUB (llik_scaling): the image scaled by 32 / (3 * 64 * 64), the sentence 1; the
-# ratio of the size rule, at 1/384 of its scale.
-OFFICIAL_REC_WEIGHTS["cub"] = (32 / (3 * 64 * 64), 1.0)
+# Shi et al.'s CUB (llik_scaling, per modality): the image scaled by 32 / (3 * 64 * 64) (the
+# ratio of the size rule, at 1/384 of its scale), the sentence 1, the features 0.002 (README).
+OFFICIAL_REC_WEIGHTS_BY_MODALITY = {"cub": {"img": 32 / (3 * 64 * 64), "sent": 1.0,
+                                            "feat": 0.002}}  # fmt: skip
 IMAGE_LIKELIHOODS = ("laplace", "gaussian")
 TEXT_LIKELIHOODS = ("categorical", "official")
 
@@ -70,7 +78,7 @@ def _check_dataset(dataset: str) -> None:
 def rec_weights(dataset: str, rule="size", modalities: Sequence[str] | None = None):
     """lambda_m per modality: ``"size"`` (paper rule), ``"official"``, ``"ones"`` or a list."""
     _check_dataset(dataset)
-    mods = tuple(modalities or MODALITIES[dataset])
+    mods = tuple(modalities or DEFAULT_MODALITIES[dataset])
     if not isinstance(rule, str):
         w = torch.tensor([float(v) for v in rule])
         if w.shape != (len(mods),):
@@ -80,6 +88,8 @@ def rec_weights(dataset: str, rule="size", modalities: Sequence[str] | None = No
         return torch.ones(len(mods))
     if rule == "official" and dataset in OFFICIAL_REC_WEIGHTS:
         return torch.tensor(OFFICIAL_REC_WEIGHTS[dataset])
+    if rule == "official" and dataset in OFFICIAL_REC_WEIGHTS_BY_MODALITY:
+        return torch.tensor([OFFICIAL_REC_WEIGHTS_BY_MODALITY[dataset][m] for m in mods])
     if rule in ("size", "official"):
         # Text counts as its number of characters (8 or 256) or words (32), as in the
         # official code and Shi et al.'s llik_scaling.
@@ -132,7 +142,7 @@ def build(
                          f"{image_likelihood!r}")  # fmt: skip
     if width_multiplier != 1.0 and dataset != "polymnist":
         raise ValueError("width_multiplier is implemented for the polymnist networks only")
-    mods = tuple(modalities or MODALITIES[dataset])
+    mods = tuple(modalities or DEFAULT_MODALITIES[dataset])
     unknown = [m for m in mods if m not in MODALITIES[dataset]]
     if unknown:
         raise ValueError(f"{dataset} has modalities {MODALITIES[dataset]}, not {unknown}")
@@ -155,6 +165,9 @@ def build(
         elif dataset == "cub" and m == "img":
             enc[m] = cub.ImageEncoder(latent_dim, width)
             dec[m] = cub.ImageDecoder(latent_dim, width)
+        elif dataset == "cub" and m == "feat":
+            enc[m] = cub.FeatureEncoder(latent_dim)
+            dec[m] = cub.FeatureDecoder(latent_dim)
         elif dataset == "cub":
             enc[m] = cub.SentenceEncoder(latent_dim, vocab_size, max(1, width // 2))
             dec[m] = cub.SentenceDecoder(latent_dim, enc[m].embedding, max(1, width // 2))

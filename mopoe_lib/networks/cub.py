@@ -114,9 +114,47 @@ class Classifier(nn.Module):
     def __init__(self, num_outputs: int, base: int = 16):
         super().__init__()
         b = base
-        self.net = nn.Sequential(*_down(3, b), *_down(b, 2 * b), *_down(2 * b, 4 * b),
-                                 *_down(4 * b, 8 * b), nn.Flatten(), nn.Dropout(0.3),
+        self.net = nn.Sequential(*_down(3, b, bn=True), *_down(b, 2 * b, bn=True),
+                                 *_down(2 * b, 4 * b, bn=True), *_down(4 * b, 8 * b, bn=True),
+                                 nn.Flatten(), nn.Dropout(0.3),
                                  nn.Linear(8 * b * 16, num_outputs))  # fmt: skip
 
     def forward(self, x):
         return self.net(x)
+
+
+FEATURES = 2048  # ResNet-101 image features (data_prep cub --features resnet101)
+
+
+class FeatureEncoder(nn.Module):
+    """Shi et al.'s feature model (``vae_cub_image_ft.py``): 2048 -> 1024 -> 512 -> 256
+    (linear layers with ELU), then linear heads to the latent."""
+
+    def __init__(self, latent_dim: int = 64, n: int = FEATURES, hidden: int = 256):
+        super().__init__()
+        layers, width = [], n
+        while width > hidden:
+            layers += [nn.Linear(width, width // 2), nn.ELU()]
+            width //= 2
+        self.features = nn.Sequential(*layers)
+        self.mu = nn.Linear(hidden, latent_dim)
+        self.logvar = nn.Linear(hidden, latent_dim)
+
+    def forward(self, x):
+        h = self.features(x)
+        return self.mu(h), self.logvar(h)
+
+
+class FeatureDecoder(nn.Module):
+    """The mirror: latent -> 256 -> 512 -> 1024 (ELU), then linear to the 2048 features."""
+
+    def __init__(self, latent_dim: int = 64, n: int = FEATURES, hidden: int = 256):
+        super().__init__()
+        layers, width, out = [], latent_dim, hidden
+        while out < n:
+            layers += [nn.Linear(width, out), nn.ELU()]
+            width, out = out, out * 2
+        self.net = nn.Sequential(*layers, nn.Linear(width, n))
+
+    def forward(self, z):
+        return self.net(z)
