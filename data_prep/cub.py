@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mopoe_lib.captions import EOS, EXC, PAD
+
 from .common import DataPrepError, Writer, already_prepared, map_chunks, progress
 from .synthetic_cub import SyntheticCUB
 
@@ -47,8 +49,7 @@ TEXT_FILES = {"train": "text_trainvalclasses.txt", "test": "text_testclasses.txt
 CAPTIONS_PER_IMAGE = 10
 MAX_LENGTH = 32
 MIN_OCC = 3
-SPECIAL = ("<exc>", "<pad>", "<eos>")
-EXC, PAD, EOS = 0, 1, 2
+SPECIAL = ("<exc>", "<pad>", "<eos>")  # indices EXC, PAD, EOS of mopoe_lib.captions
 IMAGE_SIZE = 64
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 OFFLINE_SIZES = {"train": 2000, "test": 500}
@@ -94,17 +95,6 @@ def encode_captions(captions: list[list[str]], words: list[str], length: int = M
         out[i, : len(ids)] = ids
         lengths[i] = len(ids)
     return out, lengths
-
-
-def decode_caption(ids, words: list[str]) -> str:
-    """Word indices -> the caption up to its first ``<eos>`` (``<pad>`` dropped)."""
-    out = []
-    for i in np.asarray(ids).tolist():
-        if i == EOS:
-            break
-        if i != PAD:
-            out.append(words[i])
-    return " ".join(out)
 
 
 # --- real files -------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ Three multimodal datasets, each returning ``(dict modality name -> float tensor,
   label an ``int`` digit.
 - :class:`BimodalCelebA`: ``img`` (3x64x64), ``text`` (256 x 71 one-hot), label a float tensor of
   0/1 attributes (40 for the real CelebA, fewer for the stand-in), see ``attribute_names``.
-- :class:`CubCaptions`: ``img`` (3x64x64) and ``sent`` (32 word indices), one sample per
-  caption; label the image's class (real CUB) or its attributes (the stand-in).
+- :class:`CubCaptions`: ``img`` (3x64x64) and ``sent`` (32 words one-hot over the vocabulary),
+  one sample per caption; label the image's class (real CUB) or its attributes (the stand-in).
 
 Everything is held in memory as uint8 tensors (images) and uint8 character indices (text);
 ``__getitem__`` converts one item to the model format, ``tensors()`` returns the whole split in
@@ -293,7 +293,7 @@ class BimodalCelebA(_Prepared):
 
 
 class CubCaptions(_Prepared):
-    """CUB image-caption pairs: ``({"img": 3x64x64, "sent": (32,) word indices}, label)``.
+    """CUB image-caption pairs: ``({"img": 3x64x64, "sent": 32 x V one-hot words}, label)``.
 
     One sample per caption, ten per image (caption ``i`` with image ``i // 10``), as Shi et
     al. train. ``words`` is the vocabulary (``<exc>`` 0, ``<pad>`` 1, ``<eos>`` 2, ...), and
@@ -341,17 +341,10 @@ class CubCaptions(_Prepared):
         return x, self.image_labels[j].long()
 
     def caption(self, ids) -> str:
-        """Word indices (32,) or one-hot (32, V) -> the caption up to its first ``<eos>``,
-        ``<pad>`` dropped."""
-        ids = torch.as_tensor(ids)
-        ids = ids.argmax(-1) if ids.dim() == 2 else ids
-        out = []
-        for i in ids.tolist():
-            if i == 2:
-                break
-            if i != 1:
-                out.append(self.words[i])
-        return " ".join(out)
+        """Word indices (32,) or one-hot (32, V) -> the caption up to its first ``<eos>``."""
+        from .captions import to_text
+
+        return to_text(ids, self.words)
 
     def tensors(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``({"img": (N_img, 3, 64, 64) uint8, "sent": (N, 32) int16[, "feat": (N_img,

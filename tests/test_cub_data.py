@@ -12,6 +12,7 @@ from PIL import Image
 from data_prep import DataPrepError, cub
 from data_prep.__main__ import main
 from data_prep.synthetic_cub import ATTRIBUTES, TEMPLATES, SyntheticCUB, parse_caption
+from mopoe_lib.captions import to_text
 from mopoe_lib.datasets import CubCaptions, DatasetNotPreparedError
 
 CLASSES = {"train": ["001.Black_footed_Albatross", "002.Laysan_Albatross"],
@@ -75,7 +76,7 @@ def test_vocabulary_keeps_words_seen_more_than_three_times_in_first_occurrence_o
     assert ids.dtype == np.int16 and ids.shape == (2, 32)
     assert ids[0].tolist() == [0, 4, 3, 2] + [1] * 28  # beta -> <exc>, then <eos>, <pad>s
     assert ids[1].tolist() == [4] * 31 + [2] and lengths.tolist() == [4, 32]  # cut to 31
-    assert cub.decode_caption(ids[0], words) == "<exc> alpha zeta"
+    assert to_text(ids[0], words) == "<exc> alpha zeta"
 
 
 # --- the real files ----------------------------------------------------------------------------
