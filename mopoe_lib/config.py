@@ -117,7 +117,7 @@ class TrainConfig:
     # Stop after this many optimizer steps in all (None: every epoch). A run with a bound is
     # a check of the code path (bounded_overrides), never a reproduction: its metrics say so.
     max_steps: int | None = None
-    bf16: bool = False  # bfloat16 autocast (CUDA; also runs on CPUs with bf16 support)
+    bf16: bool = False  # bfloat16 autocast (CUDA, and the CPU)
     compile: bool = False  # torch.compile the encoders and decoders
 
 
@@ -379,7 +379,13 @@ PROFILES: dict[str, dict[str, dict]] = {
         "cpu": {
             # The SyntheticCUB stand-in (its grammar's 35 words), 2,000 training birds (20,000
             # captions). Quarter width (image 16-32-64-128, sentence 8-16-32), latent 32,
-            # Gaussian image likelihood (sigma 0.1, as the other cpu profiles), 2 epochs.
+            # Gaussian image likelihood (sigma 0.1, as the other cpu profiles), 2 epochs (624
+            # updates), by cost: chapter 12 has the last ~3 minutes of the book's hour. On
+            # the attribute coherence of 300 TRAINING birds (never the test split, never a
+            # claim), seed 0, MoPoE / MMVAE (mixture ELBO), vision -> vision: 0.52 / 0.59 at
+            # 64 / 87 s of training (2 idle cores); 4 epochs gave 0.53 / 0.66 at twice the
+            # time, and width 8 with 4 epochs 0.46 / 0.53 (both with the first renderer,
+            # which also mirrored the birds).
             # Attribute classifier (chosen by its own test accuracy over the 7 attributes,
             # 300 test birds; never a claim): width 16 without batch norm, 10 / 30 epochs:
             # 0.48 / 0.66 (1,000 birds), 0.79 (2,000, 30 epochs); with batch norm, 15 / 30
@@ -581,9 +587,10 @@ def bounded_overrides(max_steps: int | None) -> dict:
 
     The steps span two epochs with a checkpoint after each (so a bounded run also
     exercises checkpointing and resuming), and the evaluation is :data:`BOUNDED_EVAL`; the
-    rest (the learning curve among it) is the profile's, as in the full run. ``None``: no bound (an empty dict). A bounded
-    run keeps ``train.max_steps`` in its config, so its metrics are never taken for a
-    reproduction (:func:`mopoe_lib.experiment.comparable_to_paper`).
+    rest (the learning curve among it) is the profile's, as in the full run. ``None``: no
+    bound (an empty dict). A bounded run keeps ``train.max_steps`` in its config, so its
+    metrics are never taken for a reproduction
+    (:func:`mopoe_lib.experiment.comparable_to_paper`).
     """
     if max_steps is None:
         return {}

@@ -249,7 +249,7 @@ class Trainer:
             for tmp in stale_temporaries(self.out):
                 log(f"[train] removing {tmp.name}, a checkpoint write that was interrupted")
                 tmp.unlink(missing_ok=True)
-        # bfloat16 autocast on CUDA, and on CPUs (those without bf16 instructions emulate it)
+        # bfloat16 autocast on CUDA and on the CPU (tests run it there)
         self.bf16 = tc.bf16 and self.device.type in ("cuda", "cpu")
         if tc.bf16 and not self.bf16:
             log(f"[train] bf16 autocast is not available on {self.device.type}; float32")

@@ -115,6 +115,19 @@ def test_a_bounded_run_never_times_an_unbounded_one_nor_the_other_way_round(tmp_
     assert chapters.describe_left([(None, "b")]) == "time left for 1 chapter unknown"
 
 
+def test_the_closing_comparison_lists_the_values_outside_tolerance(tmp_path):
+    ok = {"table": "table2", "row": "MoPoE", "column": "S", "value": 0.85}
+    bad = dict(ok, value=0.10)
+    doc = {"comparable_to_paper": True, "runs": [{}], "values": [ok, bad]}
+    (tmp_path / "09.json").write_text(json.dumps(doc))
+    table = chapters.comparison_table([{"chapter": "09.ipynb", "metrics": str(tmp_path / "09.json")},
+                                       {"chapter": "10.ipynb"}])  # fmt: skip
+    lines = table.splitlines()
+    assert lines[2].split()[:4] == ["09.ipynb", "2", "1", "differs"]
+    assert "did not finish" in lines[3]
+    assert lines[4].startswith("09.ipynb: table2 MoPoE S: this run 0.1, published 0.8")
+
+
 def test_max_steps_is_passed_only_to_the_chapters_that_declare_it():
     declared = {p.stem: chapters._declared_parameters(p)
                 for p in sorted(chapters.EXPERIMENTS.glob("[0-9]*.ipynb"))}  # fmt: skip

@@ -98,7 +98,8 @@ def coherence_rows(evals: Mapping[str, dict]) -> list[list[str]]:
     rows = []
     for d in DIRECTIONS:
         cells = [evals[m]["attribute_coherence"][d] for m in evals]
-        chance = np.nanmean([c["chance"] for c in cells])
+        known = [c["chance"] for c in cells if np.isfinite(c["chance"])]  # nan: none stated
+        chance = float(np.mean(known)) if known else float("nan")
         rows.append([LABELS[d], *(f"{c['coherence']:.3f}" for c in cells), f"{chance:.3f}"])
     return rows
 
