@@ -179,9 +179,11 @@ def attribute_coherence(model, test: TensorData, clf, values: dict, words, *, n:
     prior = model.decode(z)
     prior_caps = tokens(prior["sent"])
     shown_prior = read_attributes(clf, prior["img"], sizes).numpy()
-    out["prior"] = _share(list(zip(stated(prior_caps, values), shown_prior, strict=True)), values)
-    out["prior"]["well_formed"] = float(np.mean([bool(t) and t[-1] == "." and len(s) > 0
-                                                 for t, s in zip(prior_caps, stated(prior_caps, values), strict=True)]))  # fmt: skip
+    prior_stated = stated(prior_caps, values)  # parsed once, for both numbers
+    out["prior"] = _share(list(zip(prior_stated, shown_prior, strict=True)), values)
+    out["prior"]["well_formed"] = float(np.mean([bool(t) and t[-1] == "." and len(said) > 0
+                                                 for t, said in zip(prior_caps, prior_stated,
+                                                                    strict=True)]))  # fmt: skip
     return out
 
 
